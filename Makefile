@@ -1,0 +1,35 @@
+# The README's contract: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= demo_output
+
+.PHONY: demo test lint bench-revenue clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Create the environment, install the package, fit the revenue model on the bundled data.
+demo: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/jaxrev fit bundled:uci_online_retail --method nuts --out $(OUT)/uci_online_retail
+	$(BIN)/jaxrev fit bundled:simulated_account --method nuts --out $(OUT)/simulated_account
+	$(BIN)/jaxrev fit bundled:simulated_account --method svi --out $(OUT)/simulated_account_svi
+	@echo "Demo outputs are in $(OUT)/"
+
+# Install the test extra and run the whole suite.
+test: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pytest
+
+lint: $(BIN)/python
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Reference benchmark against the seed's Stan program (needs the `stan` extra; minutes).
+bench-revenue: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[stan]'
+	$(BIN)/python benchmarks/revenue_vs_stan.py
+
+clean:
+	rm -rf $(OUT) benchmarks/output .pytest_cache
