@@ -140,10 +140,10 @@ def _fit(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "datasets":
-        from jaxrev.datasets import BUNDLED
+        from jaxrev.datasets import DESCRIPTIONS
 
-        for name, loader in BUNDLED.items():
-            print(f"bundled:{name}  {loader.__doc__.splitlines()[0]}")
+        for name, description in DESCRIPTIONS.items():
+            print(f"bundled:{name:20s} {description}")
         return 0
     return _fit(args)
 

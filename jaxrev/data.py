@@ -70,7 +70,10 @@ class InvalidDataError(ValueError):
         if more > 0:
             lines.append(f"... and {more} more problem(s) (see the error's .problems table)")
         if self.row is not None:
-            lines.append('Fix the input, or pass on_invalid="drop" to drop and list these rows.')
+            lines.append(
+                'Fix the input, or drop and list these rows with on_invalid="drop" '
+                "(CLI: --on-invalid drop)."
+            )
         super().__init__("\n".join(lines))
 
 
@@ -352,7 +355,8 @@ def _check_campaigns(
 ) -> np.ndarray:
     """An ad set must belong to one campaign: flag rows that disagree with its first campaign."""
     first_campaign = campaign[ok].groupby(adset[ok], sort=False).first()
-    conflict = ok & (campaign != adset.map(first_campaign)).to_numpy(dtype=bool)
+    differs = (campaign != adset.map(first_campaign)).fillna(False).to_numpy(dtype=bool)
+    conflict = ok & differs
     for a, c in dict.fromkeys(zip(adset[conflict], campaign[conflict], strict=True)):
         reason = (
             f"ad set {a!r} is filed under campaign {c!r} here and under "

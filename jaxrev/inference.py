@@ -213,6 +213,21 @@ def svi_chunk(model: str, priors, options: SVIOptions, state, arrays: RevenueArr
     return SVIChunk(state, losses)
 
 
+def with_predictions(
+    model: str, priors, key: jax.Array, latents: dict, arrays: RevenueArrays
+) -> dict[str, jax.Array]:
+    """Latent draws plus the deterministic sites and a replicated ``log_revenue`` (posterior
+    predictive) per draw (pure)."""
+    predictive = Predictive(get_model(model).program, posterior_samples=latents)
+    return {**latents, **predictive(key, arrays._replace(log_revenue=None), priors=priors)}
+
+
+def _guide_draws(svi: SVI, model, priors, key, params, arrays, num_draws) -> dict:
+    k_guide, k_pred = jax.random.split(key)
+    latents = svi.guide.sample_posterior(k_guide, params, arrays, sample_shape=(num_draws,))
+    return with_predictions(model, priors, k_pred, latents, arrays)
+
+
 def svi_draws(
     model: str,
     priors,
@@ -222,13 +237,10 @@ def svi_draws(
     arrays: RevenueArrays,
     num_draws: int,
 ) -> dict[str, jax.Array]:
-    """Draws of every latent and deterministic site, and of the replicated ``log_revenue``
-    (posterior predictive), from the fitted guide (pure)."""
+    """Draws of every site from the fitted guide, with deterministic sites and the posterior
+    predictive ``log_revenue`` (pure)."""
     svi = _prepared_svi(model, priors, options, arrays)
-    k_guide, k_pred = jax.random.split(key)
-    latents = svi.guide.sample_posterior(k_guide, params, arrays, sample_shape=(num_draws,))
-    predictive = Predictive(get_model(model).program, posterior_samples=latents)
-    return predictive(k_pred, arrays._replace(log_revenue=None), priors=priors)
+    return _guide_draws(svi, model, priors, key, params, arrays, num_draws)
 
 
 _svi_init_jit = jax.jit(svi_init, static_argnums=(0, 1, 2))
@@ -268,11 +280,7 @@ def svi_fit_fixed(
 
     state, losses = jax.lax.scan(step, state, None, length=num_steps)
     params = svi.get_params(state)
-    k_guide, k_pred = jax.random.split(k_draw)
-    latents = svi.guide.sample_posterior(k_guide, params, arrays, sample_shape=(num_draws,))
-    predictive = Predictive(get_model(model).program, posterior_samples=latents)
-    draws = predictive(k_pred, arrays._replace(log_revenue=None), priors=priors)
-    return draws, losses
+    return _guide_draws(svi, model, priors, k_draw, params, arrays, num_draws), losses
 
 
 def window_relative_change(losses: np.ndarray, window: int) -> float:
@@ -537,9 +545,7 @@ def run_map(
     t_fit = time.perf_counter() - t0
     point = constrain_fn(program, (arrays,), {"priors": priors}, solution.params)
     latent = {k: jnp.asarray(v)[None] for k, v in point.items()}
-    values = Predictive(program, posterior_samples=latent)(
-        key, arrays._replace(log_revenue=None), priors=priors
-    )
+    values = with_predictions(model, priors, key, latent, arrays)
     draws = {k: np.asarray(v)[None] for k, v in values.items()}  # (1 chain, 1 draw, ...)
     converged = bool(solution.converged) and bool(np.isfinite(float(solution.value)))
     messages = []
@@ -682,4 +688,5 @@ __all__ = [
     "svi_fit_fixed",
     "svi_init",
     "window_relative_change",
+    "with_predictions",
 ]

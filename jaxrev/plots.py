@@ -89,29 +89,31 @@ def plot_pooling(fit, prob: float = 0.95):
 
 def plot_campaign_means(fit):
     """Posterior distributions of each ad set's mean (coloured by campaign) and of each
-    campaign's mean revenue per conversion."""
+    campaign's mean revenue per conversion, on a log axis; each curve is scaled to peak 1 so
+    that well- and poorly-measured ad sets are both visible."""
     colors = _campaign_colors(fit.data.campaigns["campaign"])
-    adset_draws = fit.flat_draws("adset_mean")
-    campaign_draws = fit.flat_draws("campaign_mean")
+    adset_draws = np.log(fit.flat_draws("adset_mean"))
+    campaign_draws = np.log(fit.flat_draws("campaign_mean"))
     both = np.concatenate([adset_draws.ravel(), campaign_draws.ravel()])
     grid = np.linspace(np.quantile(both, 0.002), np.quantile(both, 0.998), 300)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharex=True, sharey=True)
+
+    def curve(ax, draws, color, **kwargs):
+        density = _density(draws, grid)
+        peak = density.max()
+        ax.plot(np.exp(grid), density / peak if peak > 0 else density, color=color, **kwargs)
+
     campaign_of = fit.data.adsets["campaign"].to_numpy()
     for j, campaign in enumerate(campaign_of):
-        left.plot(grid, _density(adset_draws[:, j], grid), color=colors[campaign], alpha=0.7)
+        curve(left, adset_draws[:, j], colors[campaign], alpha=0.7)
     for j, campaign in enumerate(fit.data.campaigns["campaign"]):
-        right.plot(
-            grid,
-            _density(campaign_draws[:, j], grid),
-            color=colors[campaign],
-            lw=2,
-            label=str(campaign),
-        )
+        curve(right, campaign_draws[:, j], colors[campaign], lw=2, label=str(campaign))
     left.set_title("Ad set mean revenue per conversion")
     right.set_title("Campaign mean revenue per conversion")
     for ax in (left, right):
+        ax.set_xscale("log")
         ax.set_xlabel("mean revenue per conversion")
-    left.set_ylabel("posterior density")
+    left.set_ylabel("posterior density (scaled to peak 1)")
     right.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -65,6 +65,11 @@ BUNDLED = {
     "uci_online_retail": load_uci_online_retail,
     "simulated_account": load_simulated_account,
 }
+DESCRIPTIONS = {
+    "uci_online_retail": "real: UCI Online Retail per country per hour (38 countries as ad sets, "
+    "3 regions as campaigns, 4,566 rows)",
+    "simulated_account": "simulated: 5 campaigns, 19 ad sets, 24 hours, exact log-normal sums",
+}
 
 
 def load_bundled(name: str) -> pd.DataFrame:
