@@ -13,11 +13,11 @@ from jaxrev.data import (
     MissingValueError,
     MultipleAccountsError,
     NegativeCountError,
-    NoObservationsError,
     NonFiniteValueError,
     NonIntegerCountError,
     NonNumericValueError,
     NonPositiveRevenueError,
+    NoObservationsError,
     load_revenue_data,
     pad_observations,
 )
