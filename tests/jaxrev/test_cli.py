@@ -16,8 +16,21 @@ def test_fit_writes_summary_inference_data_and_plots(tmp_path, small_sim, capsys
     path = tmp_path / "hourly.csv"
     small_sim.table.rename(columns={"adset": "ad_set"}).to_csv(path, index=False)
     out = tmp_path / "out"
-    argv = ["fit", str(path), "--out", str(out), "--method", "svi", "--adset-col", "ad_set",
-            "--max-steps", "3000", "--seed", "4", "--quiet"]  # fmt: skip
+    argv = [
+        "fit",
+        str(path),
+        "--out",
+        str(out),
+        "--method",
+        "svi",
+        "--adset-col",
+        "ad_set",
+        "--max-steps",
+        "3000",
+        "--seed",
+        "4",
+        "--quiet",
+    ]
     with pytest.warns(RuntimeWarning, match="did not converge"):
         assert main(argv) == 0
     printed = capsys.readouterr().out
