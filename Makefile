@@ -13,8 +13,8 @@ $(BIN)/python:
 # Create the environment, install the package, fit the revenue model on the bundled data.
 demo: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
-	$(BIN)/jaxrev fit bundled:uci_online_retail --method nuts --out $(OUT)/uci_online_retail
-	$(BIN)/jaxrev fit bundled:simulated_account --method nuts --out $(OUT)/simulated_account
+	$(BIN)/jaxrev fit bundled:uci_online_retail --method svi --out $(OUT)/uci_online_retail
+	$(BIN)/jaxrev fit bundled:simulated_account --method nuts --out $(OUT)/simulated_account_nuts
 	$(BIN)/jaxrev fit bundled:simulated_account --method svi --out $(OUT)/simulated_account_svi
 	@echo "Demo outputs are in $(OUT)/"
 
