@@ -293,7 +293,7 @@ def window_relative_change(losses: np.ndarray, window: int) -> float:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False, unit="step")
 
