@@ -58,6 +58,45 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-plots", action="store_true")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    b = sub.add_parser(
+        "batch", help="fit many accounts (vectorised SVI, fallbacks, resumable output)"
+    )
+    b.add_argument(
+        "data", help="long table with an account column, or a folder of per-account files"
+    )
+    b.add_argument("--out", required=True, type=Path, help="output directory (resumes from it)")
+    b.add_argument("--model", choices=("multilevel", "no_pooling"), default="multilevel")
+    b.add_argument("--seed", type=int, default=0)
+    bcols = b.add_argument_group("columns")
+    bcols.add_argument("--account-col", default="account")
+    bcols.add_argument("--adset-col", default="adset")
+    bcols.add_argument("--campaign-col", default="campaign")
+    bcols.add_argument("--conversions-col", default="conversions")
+    bcols.add_argument("--revenue-col", default="revenue")
+    b.add_argument(
+        "--on-invalid",
+        choices=("raise", "drop"),
+        default="raise",
+        help="an account with invalid rows fails (default) or loses those rows",
+    )
+    b.add_argument("--max-steps", type=int, default=None, help="SVI steps before fallbacks")
+    b.add_argument("--max-batch", type=int, default=None, help="most accounts per batch")
+    b.add_argument("--no-nuts", action="store_true", help="skip the NUTS fallback")
+    b.add_argument(
+        "--scheduler",
+        default=None,
+        help="Dask scheduler address (tcp://host:8786), or 'local' / 'local:N' for "
+        "a local cluster of N worker processes",
+    )
+    b.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="persistent compilation cache (default ~/.cache/jaxrev/xla)",
+    )
+    b.add_argument("--no-cache", action="store_true", help="no persistent compilation cache")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+
     sub.add_parser("datasets", help="list the bundled data sets")
     return parser
 
@@ -152,8 +191,89 @@ def _fit(args) -> int:
     return 0
 
 
+def _batch(args) -> int:
+    from dataclasses import replace
+
+    from jaxrev.batch import BatchOptions, fit_accounts
+    from jaxrev.compile_cache import enable_compilation_cache, hash_seed_is_fixed
+    from jaxrev.data import Columns
+
+    if not args.no_cache:
+        path = enable_compilation_cache(args.cache_dir)
+        print(f"compilation cache: {path}")
+        if not hash_seed_is_fixed():
+            print(
+                "note: PYTHONHASHSEED is not fixed; the cache will miss across processes",
+                file=sys.stderr,
+            )
+    options = BatchOptions(seed=args.seed, nuts=not args.no_nuts)
+    if args.max_steps is not None:
+        options = replace(options, svi=replace(options.svi, max_steps=args.max_steps))
+    if args.max_batch is not None:
+        options = replace(options, max_batch=args.max_batch)
+    columns = Columns(
+        adset=args.adset_col,
+        campaign=args.campaign_col,
+        conversions=args.conversions_col,
+        revenue=args.revenue_col,
+        account=args.account_col,
+    )
+    executor, cluster = None, None
+    if args.scheduler:
+        from distributed import Client, LocalCluster
+
+        if args.scheduler.startswith("local"):
+            workers = int(args.scheduler.split(":")[1]) if ":" in args.scheduler else None
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+            executor = Client(cluster)
+        else:
+            executor = Client(args.scheduler)
+        print(f"dask: {executor}")
+    try:
+        result = fit_accounts(
+            args.data if Path(args.data).exists() else _load(args.data),
+            out_dir=args.out,
+            columns=columns,
+            model=args.model,
+            options=options,
+            executor=executor,
+            progress=not args.quiet,
+            on_invalid=args.on_invalid,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if executor is not None:
+            executor.close()
+        if cluster is not None:
+            cluster.close()
+    r = result.report
+    print(
+        f"{r['accounts']} accounts ({r['fitted_now']} fitted now, {r['skipped_done']} already "
+        f"done, {r['invalid']} invalid) in {r['seconds']:.1f} s; statuses: {r['status_counts']}"
+    )
+    print(f"compilations: {r['compilations']}; padding efficiency {r['padding_efficiency']}")
+    print(f"wrote {args.out / 'status.csv'}, {args.out / 'summary.csv'}, {args.out / 'run.json'}")
+    return 0
+
+
+def _reexec_with_fixed_hash_seed(argv: list[str] | None) -> None:
+    """NumPyro programs hit JAX's persistent compilation cache across processes only with a
+    fixed ``PYTHONHASHSEED``; a batch run restarts itself with one (once)."""
+    if os.environ.get("PYTHONHASHSEED") not in (None, "random"):
+        return
+    args = sys.argv[1:] if argv is None else list(argv)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    os.execve(sys.executable, [sys.executable, "-m", "jaxrev.cli", *args], env)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "batch":
+        if not args.no_cache and argv is None:
+            _reexec_with_fixed_hash_seed(argv)
+        return _batch(args)
     if args.command == "datasets":
         from jaxrev.datasets import DESCRIPTIONS
 

@@ -397,19 +397,7 @@ def load_revenue_data(
     columns = columns or Columns()
     table, name, is_csv = read_table(source)
 
-    missing_cols = [c for c in columns.required() if c not in table.columns]
-    if missing_cols:
-        problems = pd.DataFrame(
-            {
-                "row": pd.NA,
-                "line": pd.NA,
-                "column": missing_cols,
-                "value": None,
-                "kind": "missing_column",
-                "reason": f"column not found (the columns are {list(table.columns)})",
-            }
-        )
-        raise MissingColumnError(name, problems)
+    check_columns(table, columns, name)
 
     if columns.account is not None:
         acc = table[columns.account].astype("string").str.strip()
@@ -430,7 +418,40 @@ def load_revenue_data(
             account = accounts[0] if accounts else None
     elif account is not None:
         raise ValueError("account= needs columns.account, the name of the account column")
+    return validate_rows(table, columns, name, is_csv, on_invalid=on_invalid, account=account)
 
+
+def check_columns(table: pd.DataFrame, columns: Columns, name: str) -> None:
+    """Raise :class:`MissingColumnError` naming every required column that is absent."""
+    missing_cols = [c for c in columns.required() if c not in table.columns]
+    if missing_cols:
+        problems = pd.DataFrame(
+            {
+                "row": pd.NA,
+                "line": pd.NA,
+                "column": missing_cols,
+                "value": None,
+                "kind": "missing_column",
+                "reason": f"column not found (the columns are {list(table.columns)})",
+            }
+        )
+        raise MissingColumnError(name, problems)
+
+
+def validate_rows(
+    table: pd.DataFrame,
+    columns: Columns,
+    name: str,
+    is_csv: bool,
+    *,
+    on_invalid: Literal["raise", "drop"] = "raise",
+    account: str | None = None,
+) -> RevenueData:
+    """Check the rows of one account and pack them (see :func:`load_revenue_data`).
+
+    ``table``'s index must be the 0-based position of each row in the source, so that errors
+    name the source's rows (a slice of a larger table keeps its index).
+    """
     # Row numbers refer to the input as given (before the account filter).
     row_number = table.index.to_numpy() + 1
     table = table.reset_index(drop=True)

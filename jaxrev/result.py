@@ -152,22 +152,11 @@ class RevenueFit:
         (``q2.5``, ``q50``, ``q97.5``) of the mean revenue per conversion. A MAP fit has no
         uncertainty: ``sd`` and the quantiles are NaN and ``mean`` is the mode's value.
         """
-        parts = []
+        campaign = None
         if "campaign_mean" in self.draws:
-            parts.append(
-                _describe_draws(
-                    self.flat_draws("campaign_mean"), self.data.campaigns, probs
-                ).assign(level="campaign", adset=pd.NA)
-            )
-        parts.append(
-            _describe_draws(self.flat_draws("adset_mean"), self.data.adsets, probs).assign(
-                level="adset"
-            )
-        )
-        table = pd.concat(parts, ignore_index=True)
-        first = ["level", "campaign", "adset", "n_obs", "conversions", "revenue", "raw_mean"]
-        rest = [c for c in table.columns if c not in first and c != "n_adsets"]
-        return table[first + rest]
+            campaign = describe_draws(self.flat_draws("campaign_mean"), probs)
+        adset = describe_draws(self.flat_draws("adset_mean"), probs)
+        return tidy_summary(self.data, adset, campaign, probs)
 
     # ---- ArviZ -----------------------------------------------------------------------------
 
@@ -266,12 +255,28 @@ class RevenueFit:
         return written
 
 
-def _describe_draws(draws: np.ndarray, table: pd.DataFrame, probs) -> pd.DataFrame:
-    """Posterior mean, sd and quantiles per column of ``draws`` (draw, item) beside ``table``."""
-    out = table.copy()
-    out["mean"] = draws.mean(axis=0)
+def describe_draws(draws: np.ndarray, probs) -> np.ndarray:
+    """(draw, item) -> (item, 2 + len(probs)): mean, sd and quantiles (NaN from a single draw)."""
     single = draws.shape[0] < 2
-    out["sd"] = np.nan if single else draws.std(axis=0, ddof=1)
+    stats = [draws.mean(axis=0)]
+    stats.append(np.full(draws.shape[1], np.nan) if single else draws.std(axis=0, ddof=1))
     for p in probs:
-        out[f"q{100 * p:g}"] = np.nan if single else np.quantile(draws, p, axis=0)
-    return out
+        stats.append(np.full(draws.shape[1], np.nan) if single else np.quantile(draws, p, axis=0))
+    return np.stack(stats, axis=-1)
+
+
+def tidy_summary(
+    data: RevenueData, adset: np.ndarray, campaign: np.ndarray | None, probs
+) -> pd.DataFrame:
+    """The summary table from per-item statistics (rows: mean, sd, quantiles for ``probs``):
+    campaign rows first (if given), then ad-set rows, beside the raw data of each."""
+    names = ["mean", "sd"] + [f"q{100 * p:g}" for p in probs]
+    parts = []
+    if campaign is not None:
+        table = data.campaigns.drop(columns="n_adsets").assign(level="campaign", adset=pd.NA)
+        parts.append(pd.concat([table, pd.DataFrame(campaign, columns=names)], axis=1))
+    table = data.adsets.assign(level="adset")
+    parts.append(pd.concat([table, pd.DataFrame(adset, columns=names)], axis=1))
+    out = pd.concat(parts, ignore_index=True)
+    first = ["level", "campaign", "adset", "n_obs", "conversions", "revenue", "raw_mean"]
+    return out[first + names]

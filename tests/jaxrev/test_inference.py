@@ -26,8 +26,9 @@ def standardised_differences(result, reference):
 
 
 def test_svi_agrees_with_nuts(svi_fit, nuts_fit):
-    # Tolerances from repeated runs: NUTS vs NUTS (other seed) differ by <= 0.05 sd; mean-field
-    # SVI's own bias is 0.2-0.4 sd on this account (ad-set and campaign means).
+    # Tolerances from repeated runs: NUTS vs NUTS (other seed) differ by <= 0.05 sd; with the
+    # averaged parameters SVI's median distance is 0.26 (mean-field), 0.14 (full-rank) and
+    # 0.17 (low-rank) sd on this account (ad-set and campaign means), max 0.35.
     assert svi_fit.diagnostics.converged
     z, ratio = standardised_differences(svi_fit, nuts_fit)
     assert np.median(z) <= 0.35 and z.max() <= 0.6, z

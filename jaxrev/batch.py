@@ -1,0 +1,895 @@
+r"""Thousands of accounts in one vectorised, resumable job: :func:`fit_accounts`.
+
+Plan. Accounts are validated one by one (a garbage account becomes a ``failed`` row, the batch goes
+on), padded to shape buckets (:mod:`jaxrev.buckets`) and fitted bucket by bucket with SVI as
+``jit(vmap(...))`` over the accounts axis — one compiled program per bucket shape and batch size,
+never one per account.
+
+Convergence per account. SVI runs in chunks of ``window`` steps; between chunks the host computes
+each account's windowed relative ELBO change (as :func:`jaxrev.inference.fit` does for one
+account), freezes the accounts that converged and, once few are left, repacks the rest into a
+smaller batch. Accounts that do not converge climb a fallback ladder:
+
+1. more steps (``more_steps`` beyond ``max_steps``; status ``converged``, rung ``svi_more_steps``);
+2. a full-rank Gaussian guide, vectorised over the remaining accounts (``fallback_fullrank``);
+3. NUTS for that account alone (``fallback_nuts``);
+
+and an account that still has no usable posterior gets ``failed: <reason>``. A non-finite loss in
+one lane sends that account down the ladder; lanes are independent, so it never touches the others.
+
+Output. Each bucket's rows are written atomically to ``OUT/parts`` (:mod:`jaxrev.store`) under the
+account and a fingerprint of model, options and data; a rerun skips finished accounts. Random
+seeds come from a stable digest of the account id, so an account's result does not depend on the
+bucket it landed in or on the run it was fitted in.
+
+Scale-out. The unit of work is :func:`fit_bucket` on a picklable :class:`BucketSpec`; pass any
+executor with ``submit`` (a ``dask.distributed.Client``) to run buckets elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache, partial
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from numpyro.diagnostics import split_gelman_rubin
+from numpyro.infer import Predictive
+
+from jaxrev.buckets import (
+    BucketShape,
+    batch_cap,
+    batch_size_for,
+    bucket_shape,
+    pad_account,
+    plan_buckets,
+    stack_lanes,
+)
+from jaxrev.compile_cache import CompileCounter
+from jaxrev.data import (
+    Columns,
+    InvalidDataError,
+    NoObservationsError,
+    RevenueData,
+    check_columns,
+    read_table,
+    validate_rows,
+)
+from jaxrev.inference import (
+    NUTSOptions,
+    SVIOptions,
+    WindowStats,
+    _prepared_svi,
+    elbo_plateau,
+    fitted_params,
+    run_nuts,
+    svi_chunk,
+    svi_converged,
+    svi_init,
+)
+from jaxrev.model import RevenueArrays, get_model
+from jaxrev.result import tidy_summary
+from jaxrev.store import ResultStore
+
+PROBS = (0.025, 0.5, 0.975)
+
+
+# --------------------------------------------------------------------------------------------
+# Options, inputs, specs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Settings of a batch run.
+
+    Attributes:
+        svi: SVI settings of the first rung (mean-field by default; ``guide`` must be meanfield
+            or lowrank here, full-rank being the second rung).
+        more_steps: extra SVI steps allowed beyond ``svi.max_steps`` (first fallback).
+        fullrank: try a full-rank guide for accounts SVI could not fit.
+        nuts: try NUTS (one account at a time) for accounts still without a result.
+        nuts_options: NUTS settings of the last rung.
+        num_draws: draws from each guide for the summaries.
+        max_batch: most accounts per compiled batch.
+        max_batch_obs: most padded observations per batch (accounts x padded rows): bounds device
+            memory; large accounts get smaller batches.
+        min_obs, min_adsets, min_campaigns: smallest padded sizes (fewer, fuller buckets).
+        repack_factor: repack the unconverged accounts into a smaller batch once at most
+            1/repack_factor of the lanes are still running.
+        seed: base seed; each account's seed is a digest of (seed, account id).
+    """
+
+    svi: SVIOptions = SVIOptions(max_steps=12_000)
+    more_steps: int = 12_000
+    fullrank: bool = True
+    nuts: bool = True
+    nuts_options: NUTSOptions = NUTSOptions(num_warmup=500, num_samples=500, num_chains=4)
+    num_draws: int = 1000
+    max_batch: int = 256
+    max_batch_obs: int = 1 << 21
+    min_obs: int = 16
+    min_adsets: int = 8
+    min_campaigns: int = 2
+    repack_factor: int = 4
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.svi.guide == "fullrank":
+            raise ValueError("the first rung's guide must be meanfield or lowrank")
+
+
+class AccountInput(NamedTuple):
+    """One validated account, ready to fit."""
+
+    account: str
+    data: RevenueData
+    fingerprint: str
+    seed: int
+
+
+class BucketSpec(NamedTuple):
+    """A unit of work: accounts of one bucket shape and everything needed to fit them (picklable).
+    ``out_dir``: where to write the rows (None: only return them)."""
+
+    bucket_id: str
+    shape: BucketShape
+    accounts: tuple[AccountInput, ...]
+    model: str
+    priors: Any
+    options: BatchOptions
+    out_dir: str | None = None
+
+
+class BucketResult(NamedTuple):
+    """Rows of one bucket: one status row per account and the summary rows."""
+
+    bucket_id: str
+    status: pd.DataFrame
+    summary: pd.DataFrame
+    seconds: float
+
+
+@dataclass
+class BatchResult:
+    """The outcome of :func:`fit_accounts`: ``status`` (one row per account), ``summary`` (per
+    account, campaign and ad set), and ``report`` (counts, throughput, compilations)."""
+
+    status: pd.DataFrame
+    summary: pd.DataFrame
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def account_seed(account: str, seed: int = 0) -> int:
+    """A stable 31-bit seed from the account id (not Python's per-process salted ``hash``)."""
+    digest = hashlib.blake2b(f"{seed}\x00{account}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") & 0x7FFFFFFF
+
+
+def fingerprint(
+    model: str, priors, options: BatchOptions, data: RevenueData | None, raw=None
+) -> str:
+    """Digest of what determines an account's result: model, priors, options and its data."""
+    h = hashlib.sha256()
+    h.update(repr((model, priors, asdict(options))).encode())
+    if data is not None:
+        for x in data.arrays:
+            h.update(np.ascontiguousarray(np.asarray(x)).tobytes())
+        h.update("\x00".join(map(str, data.adsets["adset"])).encode())
+        h.update("\x00".join(map(str, data.campaigns["campaign"])).encode())
+    if raw is not None:
+        h.update(pd.util.hash_pandas_object(raw.astype(str), index=False).to_numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading many accounts
+# --------------------------------------------------------------------------------------------
+
+
+def _account_frames(
+    source, columns: Columns
+) -> Iterable[tuple[str, pd.DataFrame, str, bool, Columns]]:
+    """Yield ``(account, rows, source name, is_csv, columns)`` from a long table, a folder of
+    per-account files or a mapping of account -> DataFrame."""
+    if isinstance(source, Mapping):
+        for account, frame in source.items():
+            yield str(account), frame.reset_index(drop=True), f"<{account}>", False, columns
+        return
+    path = None if isinstance(source, pd.DataFrame) else Path(source)
+    if path is not None and path.is_dir():
+        files = sorted(
+            p for p in path.iterdir() if p.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq")
+        )
+        if not files:
+            raise FileNotFoundError(f"{path}: no .csv, .tsv or .parquet files")
+        for file in files:
+            table, name, is_csv = read_table(file)
+            yield file.stem, table, name, is_csv, columns._replace(account=None)
+        return
+    table, name, is_csv = read_table(source)
+    if columns.account is None:
+        raise ValueError("a long table needs columns.account (the account column)")
+    check_columns(table, columns, name)
+    ids = table[columns.account].astype("string").str.strip()
+    missing = ids.isna() | (ids == "")
+    if missing.any():
+        rows = (np.flatnonzero(missing.to_numpy()) + 1).tolist()
+        raise ValueError(
+            f"{name}: rows {rows[:10]} have no account id (column {columns.account!r})"
+        )
+    for account, rows in table.groupby(ids, sort=True):
+        yield str(account), rows, name, is_csv, columns._replace(account=None)
+
+
+def load_accounts(
+    source,
+    columns: Columns,
+    model: str,
+    priors,
+    options: BatchOptions,
+    on_invalid: Literal["raise", "drop"] = "raise",
+) -> tuple[list[AccountInput], pd.DataFrame]:
+    """Validate every account; returns the fittable ones and status rows for the others."""
+    accounts, failed = [], []
+    for account, rows, name, is_csv, cols in _account_frames(source, columns):
+        try:
+            data = validate_rows(rows, cols, name, is_csv, on_invalid=on_invalid, account=account)
+        except (InvalidDataError, NoObservationsError) as err:
+            reason = str(err).splitlines()[0]
+            failed.append(
+                _status_row(
+                    account,
+                    f"failed: invalid data: {reason}",
+                    fingerprint(model, priors, options, None, raw=rows),
+                    rung="none",
+                    error=str(err),
+                    num_obs=len(rows),
+                )
+            )
+            continue
+        fp = fingerprint(model, priors, options, data)
+        accounts.append(AccountInput(account, data, fp, account_seed(account, options.seed)))
+    return accounts, pd.DataFrame(failed)
+
+
+# --------------------------------------------------------------------------------------------
+# Vectorised SVI pieces (compiled once per model/priors/options and batch shape)
+# --------------------------------------------------------------------------------------------
+
+
+def _describe(draws: jax.Array, probs: tuple[float, ...]) -> jax.Array:
+    """(draw, item) -> (item, 2 + len(probs)): mean, sd (ddof 1), quantiles."""
+    stats = [draws.mean(0), draws.std(0, ddof=1)]
+    stats += [jnp.quantile(draws, p, axis=0) for p in probs]
+    return jnp.stack(stats, axis=-1)
+
+
+def svi_summary_stats(
+    model: str, priors, options: SVIOptions, num_draws: int, key: jax.Array, state, arrays
+) -> dict[str, jax.Array]:
+    """Posterior mean, sd and quantiles of ``adset_mean`` (and ``campaign_mean``) from a fitted
+    SVI state, computed where the state lives (pure; vmapped over accounts by the batch)."""
+    svi = _prepared_svi(model, priors, options, arrays)
+    params = fitted_params(svi, state)
+    k_guide, k_pred = jax.random.split(key)
+    latents = svi.guide.sample_posterior(k_guide, params, arrays, sample_shape=(num_draws,))
+    sites = ["adset_mean"] + (["campaign_mean"] if get_model(model).has_campaign_level else [])
+    values = Predictive(get_model(model).program, posterior_samples=latents, return_sites=sites)(
+        k_pred, arrays._replace(log_revenue=None), priors=priors
+    )
+    return {site: _describe(values[site], PROBS) for site in sites}
+
+
+@lru_cache(maxsize=64)
+def _vectorised(fn: Callable, model: str, priors, options, *static) -> Callable:
+    """``jit(vmap(fn(model, priors, options, *static, ...)))`` over a leading accounts axis."""
+    return jax.jit(jax.vmap(partial(fn, model, priors, options, *static)))
+
+
+def _device_put(tree, num_devices: int):
+    """Shard the accounts axis across devices when there are several (no-op otherwise)."""
+    if num_devices <= 1:
+        return tree
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:num_devices]), ("accounts",))
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("accounts")))
+
+
+@dataclass
+class _Lane:
+    """An account's progress through one SVI stage. ``init_key`` and ``draw_key`` are split from
+    the account's key exactly as :func:`jaxrev.fit` splits its seed."""
+
+    index: int
+    arrays: RevenueArrays
+    init_key: jax.Array
+    draw_key: jax.Array
+    steps: int = 0
+    window: WindowStats | None = None
+    rel_change: float = math.inf
+    converged: bool = False
+    nonfinite: bool = False
+    state: Any = None  # host copy of the final SVI state
+
+    @classmethod
+    def start(cls, index: int, arrays: RevenueArrays, key: jax.Array) -> _Lane:
+        init_key, draw_key = jax.random.split(key)
+        return cls(index, arrays, init_key, draw_key)
+
+
+def _take(tree, index):
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+def _svi_stage(
+    model: str,
+    priors,
+    options: SVIOptions,
+    lanes: list[_Lane],
+    step_limit: int,
+    cap: int,
+    repack_factor: int,
+    num_devices: int,
+) -> None:
+    """Run vectorised SVI on ``lanes`` until each converges, fails or reaches ``step_limit``.
+
+    Lanes are updated in place (``converged``, ``steps``, ``state``...). The batch starts at the
+    smallest compiled size that holds every lane; a finished lane's slot keeps running as a ghost
+    until at most 1/``repack_factor`` of the slots are live, then the live lanes are repacked into
+    a smaller batch. Each lane's trajectory is independent of its slot and of repacking.
+    """
+    init = _vectorised(svi_init, model, priors, options)
+    chunk = _vectorised(svi_chunk, model, priors, options)
+
+    def build(live: list[_Lane], state=None, slots: list[int] | None = None):
+        size = batch_size_for(len(live), cap, num_devices)
+        arrays = _device_put(stack_lanes([lane.arrays for lane in live], size), num_devices)
+        fill = size - len(live)
+        if state is None:
+            keys = jnp.stack([lane.init_key for lane in live] + [live[0].init_key] * fill)
+            state = init(_device_put(keys, num_devices), arrays)
+        else:
+            state = _device_put(_take(state, np.array(slots + [slots[0]] * fill)), num_devices)
+        return size, arrays, state
+
+    active = dict(enumerate(lanes))  # slot -> lane
+    size, arrays, state = build(lanes)
+    while active:
+        state, losses = chunk(state, arrays)
+        losses = np.asarray(losses)
+        finished = []
+        for slot, lane in active.items():
+            lane.steps += options.window
+            loss = losses[slot]
+            if not np.all(np.isfinite(loss)):
+                lane.nonfinite = True
+                finished.append(slot)
+                continue
+            last = WindowStats.of(loss)
+            lane.rel_change, plateau = elbo_plateau(
+                lane.window, last, options.rtol, options.noise_z
+            )
+            lane.window = last
+            if svi_converged(options, lane.steps, plateau):
+                lane.converged = True
+                finished.append(slot)
+            elif lane.steps >= step_limit:
+                finished.append(slot)
+        if finished:
+            host_state = jax.device_get(state)
+            for slot in finished:
+                lane = active.pop(slot)
+                if not lane.nonfinite:
+                    lane.state = _take(host_state, slot)
+        if active and len(active) * repack_factor <= size:
+            slots, live = list(active), list(active.values())
+            size, arrays, state = build(live, state, slots)
+            active = dict(enumerate(live))
+
+
+def _stage_summaries(
+    model,
+    priors,
+    options: SVIOptions,
+    num_draws: int,
+    lanes: list[_Lane],
+    cap: int,
+    num_devices: int,
+) -> dict[int, dict[str, np.ndarray]]:
+    """Summaries of the converged lanes, in compiled batches; keyed by lane index."""
+    done = [lane for lane in lanes if lane.converged]
+    stats_fn = _vectorised(svi_summary_stats, model, priors, options, num_draws)
+    out = {}
+    for start in range(0, len(done), cap):
+        group = done[start : start + cap]
+        size = batch_size_for(len(group), cap, num_devices)
+        fill = group + [group[0]] * (size - len(group))
+        state = jax.tree.map(lambda *x: jnp.stack(x), *[lane.state for lane in fill])
+        arrays = stack_lanes([lane.arrays for lane in group], size)
+        keys = jnp.stack([lane.draw_key for lane in fill])
+        stats = jax.device_get(stats_fn(*_device_put((keys, state, arrays), num_devices)))
+        for slot, lane in enumerate(group):
+            out[lane.index] = {site: value[slot] for site, value in stats.items()}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# NUTS rung: one account at a time
+# --------------------------------------------------------------------------------------------
+
+
+def _nuts_summaries(model, priors, options: NUTSOptions, arrays, key) -> tuple[dict, dict]:
+    draws, stats, _ = run_nuts(model, priors, options, arrays, key, progress=False)
+    out, rhat = {}, []
+    sites = ["adset_mean"] + (["campaign_mean"] if "campaign_mean" in draws else [])
+    masks = {"adset_mean": arrays.adset_mask, "campaign_mean": arrays.campaign_mask}
+    for site in sites:
+        x = draws[site]
+        flat = x.reshape(-1, x.shape[-1])
+        table = np.stack(
+            [flat.mean(0), flat.std(0, ddof=1)] + [np.quantile(flat, p, axis=0) for p in PROBS],
+            axis=-1,
+        )
+        out[site] = table
+        real = np.asarray(masks[site])
+        if x.shape[0] > 1:
+            rhat.append(np.asarray(split_gelman_rubin(x[..., real])).max())
+    info = {
+        "nuts_max_rhat": float(max(rhat)) if rhat else math.nan,
+        "nuts_divergences": int(stats["diverging"].sum()),
+    }
+    return out, info
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+
+def _status_row(account: str, status: str, fp: str, **extra) -> dict[str, Any]:
+    row = {
+        "account": account,
+        "status": status,
+        "rung": extra.pop("rung", "none"),
+        "steps": 0,
+        "final_elbo": math.nan,
+        "rel_elbo_change": math.nan,
+        "num_obs": 0,
+        "num_adsets": 0,
+        "num_campaigns": 0,
+        "zero_conversion_rows": 0,
+        "invalid_rows": 0,
+        "nuts_max_rhat": math.nan,
+        "nuts_divergences": -1,
+        "bucket": "",
+        "seconds": math.nan,
+        "error": "",
+        "fingerprint": fp,
+    }
+    row.update(extra)
+    return row
+
+
+def _summary_rows(item: AccountInput, stats: dict[str, np.ndarray], status: str) -> pd.DataFrame:
+    data = item.data
+    adset = stats["adset_mean"][: data.num_adsets]
+    campaign = stats.get("campaign_mean")
+    campaign = None if campaign is None else campaign[: data.num_campaigns]
+    table = tidy_summary(data, adset, campaign, PROBS)
+    table.insert(0, "account", item.account)
+    table["status"] = status
+    table["fingerprint"] = item.fingerprint
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# The unit of work
+# --------------------------------------------------------------------------------------------
+
+
+def fit_bucket(
+    spec: BucketSpec, on_progress: Callable[[int, int], None] | None = None
+) -> BucketResult:
+    """Fit the accounts of one bucket through the whole ladder; write and return their rows.
+
+    Pure and idempotent: accounts already in ``spec.out_dir`` are skipped, and writing the same
+    rows twice leaves one copy after consolidation. ``on_progress(done, fallbacks)`` is called
+    as accounts finish (in-process runs only; it is not part of the picklable spec).
+    """
+    t0 = time.perf_counter()
+    options, model, priors = spec.options, spec.model, spec.priors
+    store = ResultStore(spec.out_dir) if spec.out_dir else None
+    done = store.completed() if store else set()
+    items = [a for a in spec.accounts if (a.account, a.fingerprint) not in done]
+    report = on_progress or (lambda done, fallbacks: None)
+    if len(items) < len(spec.accounts):
+        report(len(spec.accounts) - len(items), 0)
+    if not items:
+        return BucketResult(spec.bucket_id, pd.DataFrame(), pd.DataFrame(), 0.0)
+
+    num_devices = jax.local_device_count()
+    cap = max(batch_cap(spec.shape, options.max_batch, options.max_batch_obs), num_devices)
+    padded = [pad_account(item.data.arrays, spec.shape) for item in items]
+    dtype = jnp.result_type(float)
+    padded = [
+        a._replace(
+            log_revenue=np.asarray(a.log_revenue, dtype),
+            conversions=np.asarray(a.conversions, dtype),
+        )
+        for a in padded
+    ]
+    keys = [jax.random.key(item.seed) for item in items]
+    results: dict[int, dict] = {}
+    outcome: dict[int, dict] = {i: {} for i in range(len(items))}
+
+    def finish(indices, status, rung, stats_by_lane, lanes_by_index, stage_seconds):
+        for i in indices:
+            lane = lanes_by_index.get(i)
+            info = outcome[i]
+            info.update(rung=rung, status=status)
+            if lane is not None:
+                info.update(
+                    steps=info.get("steps", 0) + lane.steps,
+                    final_elbo=-lane.window.mean if lane.window else math.nan,
+                    rel_elbo_change=lane.rel_change,
+                )
+            info["seconds"] = info.get("seconds", 0.0) + stage_seconds
+            results[i] = stats_by_lane[i]
+
+    # Rung 1 (+ more steps): the configured guide, vectorised.
+    t_stage = time.perf_counter()
+    lanes = [_Lane.start(i, padded[i], keys[i]) for i in range(len(items))]
+    svi = options.svi
+    _svi_stage(
+        model,
+        priors,
+        svi,
+        lanes,
+        svi.max_steps + options.more_steps,
+        cap,
+        options.repack_factor,
+        num_devices,
+    )
+    stats = _stage_summaries(model, priors, svi, options.num_draws, lanes, cap, num_devices)
+    share = (time.perf_counter() - t_stage) / len(lanes)
+    by_index = {lane.index: lane for lane in lanes}
+    first = [lane.index for lane in lanes if lane.converged and lane.steps <= svi.max_steps]
+    more = [lane.index for lane in lanes if lane.converged and lane.steps > svi.max_steps]
+    finish(first, "converged", "svi", stats, by_index, share)
+    finish(more, "converged", "svi_more_steps", stats, by_index, share)
+    for lane in lanes:
+        if not lane.converged:
+            outcome[lane.index].update(
+                steps=lane.steps,
+                error="non-finite ELBO"
+                if lane.nonfinite
+                else f"SVI did not converge in {lane.steps} steps (change {lane.rel_change:.1e})",
+            )
+    report(len(first) + len(more), 0)
+    pending = [i for i in range(len(items)) if i not in results]
+
+    # Rung 2: full-rank guide for the rest, vectorised.
+    if pending and options.fullrank:
+        t_stage = time.perf_counter()
+        fullrank = replace(svi, guide="fullrank")
+        lanes = [_Lane.start(i, padded[i], jax.random.fold_in(keys[i], 1)) for i in pending]
+        _svi_stage(
+            model,
+            priors,
+            fullrank,
+            lanes,
+            svi.max_steps,
+            cap,
+            options.repack_factor,
+            num_devices,
+        )
+        stats = _stage_summaries(
+            model, priors, fullrank, options.num_draws, lanes, cap, num_devices
+        )
+        share = (time.perf_counter() - t_stage) / len(lanes)
+        by_index = {lane.index: lane for lane in lanes}
+        ok = [lane.index for lane in lanes if lane.converged]
+        finish(ok, "fallback_fullrank", "fullrank", stats, by_index, share)
+        for lane in lanes:
+            if not lane.converged:
+                outcome[lane.index]["error"] = (
+                    "non-finite ELBO (full-rank)"
+                    if lane.nonfinite
+                    else f"full-rank SVI did not converge in {lane.steps} steps"
+                )
+        report(len(ok), len(ok))
+        pending = [i for i in pending if i not in results]
+
+    # Rung 3: NUTS, one account at a time.
+    for i in list(pending) if options.nuts else []:
+        t_stage = time.perf_counter()
+        arrays = jax.tree.map(jnp.asarray, padded[i])
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                stats_i, info = _nuts_summaries(
+                    model, priors, options.nuts_options, arrays, jax.random.fold_in(keys[i], 2)
+                )
+        except Exception as err:
+            outcome[i]["error"] = f"NUTS failed: {err}"
+            continue
+        if not all(np.all(np.isfinite(v)) for v in stats_i.values()):
+            outcome[i]["error"] = "NUTS produced non-finite draws"
+            continue
+        outcome[i].update(info)
+        finish([i], "fallback_nuts", "nuts", {i: stats_i}, {}, time.perf_counter() - t_stage)
+        report(1, 1)
+        pending.remove(i)
+
+    # Rows.
+    status_rows, summary_parts = [], []
+    for i, item in enumerate(items):
+        info = dict(outcome[i])
+        status = info.pop("status", None)
+        if status is None:
+            status = f"failed: {info.get('error', 'no usable posterior')}"
+            report(1, 0)
+        d = item.data
+        status_rows.append(
+            _status_row(
+                item.account,
+                status,
+                item.fingerprint,
+                num_obs=d.num_observations,
+                num_adsets=d.num_adsets,
+                num_campaigns=d.num_campaigns,
+                zero_conversion_rows=d.report.zero_conversion_rows,
+                invalid_rows=d.report.rows_invalid,
+                bucket=spec.bucket_id,
+                **info,
+            )
+        )
+        if i in results:
+            summary_parts.append(_summary_rows(item, results[i], status))
+    status_table = pd.DataFrame(status_rows)
+    summary_table = pd.concat(summary_parts, ignore_index=True) if summary_parts else pd.DataFrame()
+    if store is not None:
+        store.write(spec.bucket_id, status_table, summary_table)
+    return BucketResult(spec.bucket_id, status_table, summary_table, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+# --------------------------------------------------------------------------------------------
+
+
+def make_specs(
+    accounts: list[AccountInput], model: str, priors, options: BatchOptions, out_dir
+) -> list[BucketSpec]:
+    """Group accounts into buckets (see :func:`jaxrev.buckets.plan_buckets`)."""
+    shapes = [
+        bucket_shape(a.data.arrays, options.min_obs, options.min_adsets, options.min_campaigns)
+        for a in accounts
+    ]
+    sizes = [a.data.num_observations for a in accounts]
+    plan = plan_buckets(shapes, sizes, options.max_batch, options.max_batch_obs)
+    specs, counter = [], {}
+    for shape, members in plan:
+        k = counter[shape] = counter.get(shape, -1) + 1
+        specs.append(
+            BucketSpec(
+                bucket_id=f"{shape}-{k:04d}",
+                shape=shape,
+                accounts=tuple(accounts[i] for i in members),
+                model=model,
+                priors=priors,
+                options=options,
+                out_dir=None if out_dir is None else str(out_dir),
+            )
+        )
+    return specs
+
+
+def _as_completed(futures):
+    try:
+        from distributed import Future as DaskFuture
+        from distributed import as_completed as dask_as_completed
+
+        if futures and isinstance(futures[0], DaskFuture):
+            yield from dask_as_completed(futures)
+            return
+    except ImportError:
+        pass
+    from concurrent.futures import as_completed
+
+    yield from as_completed(futures)
+
+
+def fit_accounts(
+    data,
+    *,
+    out_dir: str | Path | None = None,
+    columns: Columns | None = None,
+    model: str = "multilevel",
+    priors=None,
+    options: BatchOptions | None = None,
+    executor=None,
+    progress: bool | None = None,
+    on_invalid: Literal["raise", "drop"] = "raise",
+) -> BatchResult:
+    """Fit every account of ``data`` with SVI (and the fallback ladder).
+
+    Args:
+        data: a long table (DataFrame, CSV or Parquet) with an account column, a folder of
+            per-account files (the file name is the account id), or a mapping of account id to
+            DataFrame.
+        out_dir: write results there incrementally and resume from them (recommended for long
+            runs); ``status.csv`` and ``summary.csv`` are written at the end.
+        columns: column names; ``account`` defaults to ``"account"``.
+        model, priors: as :func:`jaxrev.fit`.
+        options: :class:`BatchOptions`.
+        executor: run buckets with ``executor.submit(fit_bucket, spec)`` (e.g. a
+            ``dask.distributed.Client``); None runs them in this process.
+        progress: show progress (default: when stderr is a terminal).
+        on_invalid: per account, ``"raise"`` makes an account with invalid rows a ``failed`` row;
+            ``"drop"`` drops the rows and fits the rest.
+
+    Returns:
+        A :class:`BatchResult`.
+
+    Example:
+        >>> result = fit_accounts("accounts.parquet", out_dir="nightly/")  # doctest: +SKIP
+        >>> result.status["status"].value_counts()  # doctest: +SKIP
+    """
+    import sys
+
+    t0 = time.perf_counter()
+    columns = columns or Columns(account="account")
+    if columns.account is None and not isinstance(data, Mapping) and not Path(str(data)).is_dir():
+        columns = columns._replace(account="account")
+    options = options or BatchOptions()
+    spec_model = get_model(model)
+    priors = spec_model.default_priors if priors is None else priors
+    progress = sys.stderr.isatty() if progress is None else progress
+
+    accounts, invalid = load_accounts(data, columns, model, priors, options, on_invalid)
+    store = ResultStore(out_dir) if out_dir is not None else None
+    current = {(a.account, a.fingerprint) for a in accounts}
+    if len(invalid):
+        current |= set(zip(invalid["account"], invalid["fingerprint"], strict=True))
+    done = store.completed() if store else set()
+    todo = [a for a in accounts if (a.account, a.fingerprint) not in done]
+    if store is not None and len(invalid):
+        fresh = invalid[
+            [
+                (a, f) not in done
+                for a, f in zip(invalid["account"], invalid["fingerprint"], strict=True)
+            ]
+        ]
+        if len(fresh):
+            store.write("invalid", fresh, pd.DataFrame())
+    specs = make_specs(todo, model, priors, options, out_dir)
+    total = len(accounts) + len(invalid)
+    skipped = total - len(todo) - (len(invalid) if store is None else 0)
+
+    from tqdm import tqdm
+
+    results: list[BucketResult] = []
+    with (
+        CompileCounter() as compiles,
+        tqdm(total=total, initial=0, desc="accounts", unit="acct", disable=not progress) as bar,
+    ):
+        fallbacks = 0
+
+        def on_progress(done_now: int, fallbacks_now: int) -> None:
+            nonlocal fallbacks
+            fallbacks += fallbacks_now
+            bar.update(done_now)
+            bar.set_postfix(fallbacks=fallbacks)
+
+        on_progress(skipped + (len(invalid) if store is None else 0), 0)
+        if executor is None:
+            for spec in specs:
+                results.append(_fit_bucket_safely(spec, on_progress))
+        else:
+            futures = [executor.submit(fit_bucket, spec) for spec in specs]
+            for future in _as_completed(futures):
+                result = future.result()
+                results.append(result)
+                on_progress(
+                    len(result.status),
+                    int(result.status["status"].str.startswith("fallback").sum())
+                    if len(result.status)
+                    else 0,
+                )
+
+    if store is not None:
+        status, summary = store.consolidate(keep=current)
+    else:
+        status = pd.concat([invalid] + [r.status for r in results], ignore_index=True)
+        summary = (
+            pd.concat([r.summary for r in results], ignore_index=True)
+            if results
+            else pd.DataFrame()
+        )
+        status = status.sort_values("account").reset_index(drop=True) if len(status) else status
+    elapsed = time.perf_counter() - t0
+    fitted = sum(len(r.status) for r in results)
+    real_obs = sum(a.data.num_observations for a in todo)
+    slots = sum(s.shape.num_obs * len(s.accounts) for s in specs)
+    report = {
+        "accounts": total,
+        "fitted_now": fitted,
+        "skipped_done": skipped,
+        "invalid": len(invalid),
+        "buckets": len(specs),
+        "status_counts": status["status"].str.split(":").str[0].value_counts().to_dict()
+        if len(status)
+        else {},
+        "seconds": round(elapsed, 2),
+        "accounts_per_second": round(fitted / elapsed, 3) if elapsed > 0 else None,
+        "padding_efficiency": round(real_obs / slots, 4) if slots else None,
+        "compilations": compiles.counts,
+    }
+    if store is not None:
+        import json
+
+        (Path(out_dir) / "run.json").write_text(json.dumps(report, indent=2, default=str))
+    return BatchResult(status=status, summary=summary, report=report)
+
+
+def _fit_bucket_safely(spec: BucketSpec, on_progress) -> BucketResult:
+    """Run a bucket in-process; if it raises, retry its accounts one by one, so one poisonous
+    account cannot take its neighbours down."""
+    try:
+        return fit_bucket(spec, on_progress)
+    except Exception:
+        if len(spec.accounts) == 1:
+            item = spec.accounts[0]
+            import traceback
+
+            row = _status_row(
+                item.account,
+                f"failed: {traceback.format_exc().splitlines()[-1]}",
+                item.fingerprint,
+                bucket=spec.bucket_id,
+            )
+            status = pd.DataFrame([row])
+            if spec.out_dir:
+                ResultStore(spec.out_dir).write(spec.bucket_id, status, pd.DataFrame())
+            on_progress(1, 0)
+            return BucketResult(spec.bucket_id, status, pd.DataFrame(), 0.0)
+        parts = [
+            _fit_bucket_safely(
+                spec._replace(bucket_id=f"{spec.bucket_id}-{k}", accounts=(item,)), on_progress
+            )
+            for k, item in enumerate(spec.accounts)
+        ]
+        return BucketResult(
+            spec.bucket_id,
+            pd.concat([p.status for p in parts], ignore_index=True),
+            pd.concat([p.summary for p in parts], ignore_index=True),
+            sum(p.seconds for p in parts),
+        )
+
+
+__all__ = [
+    "AccountInput",
+    "BatchOptions",
+    "BatchResult",
+    "BucketResult",
+    "BucketSpec",
+    "account_seed",
+    "fingerprint",
+    "fit_accounts",
+    "fit_bucket",
+    "load_accounts",
+    "make_specs",
+    "svi_summary_stats",
+]

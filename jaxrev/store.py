@@ -1,0 +1,94 @@
+"""Incremental, atomic, resumable storage of batch results.
+
+Each finished piece of work is written as a pair of Parquet *parts* under ``OUT/parts/``: the
+summary rows first, then the status rows (one per account). Each file is written to a temporary
+name and renamed, so a part is either complete or absent. An account counts as done when a status
+row with its ``(account, fingerprint)`` exists; a rerun skips it. Part names are derived from
+their content, so a repeated write of the same work (a retried task) replaces a file with an
+identical one, and :meth:`ResultStore.consolidate` keeps each ``(account, fingerprint)`` once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+KEY = ["account", "fingerprint"]
+
+
+def write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` as Parquet to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+class ResultStore:
+    """Results of a batch run in ``out_dir`` (safe to share between processes)."""
+
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        self.parts = self.out_dir / "parts"
+        self.parts.mkdir(parents=True, exist_ok=True)
+
+    def write(self, name: str, status: pd.DataFrame, summary: pd.DataFrame) -> str:
+        """Write one part (summary rows, then status rows); returns the part id."""
+        digest = hashlib.sha256(
+            pd.util.hash_pandas_object(status[KEY], index=False).to_numpy().tobytes()
+        ).hexdigest()[:12]
+        part = f"{name}-{digest}"
+        if len(summary):
+            write_atomic(summary, self.parts / f"summary-{part}.parquet")
+        write_atomic(status, self.parts / f"status-{part}.parquet")
+        return part
+
+    def _read(self, kind: str) -> pd.DataFrame:
+        files = sorted(self.parts.glob(f"{kind}-*.parquet"))
+        if not files:
+            return pd.DataFrame()
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+    def completed(self) -> set[tuple[str, str]]:
+        """``(account, fingerprint)`` pairs that already have a status row."""
+        status = self._read("status")
+        if status.empty:
+            return set()
+        return set(zip(status["account"], status["fingerprint"], strict=True))
+
+    def consolidate(
+        self, keep: set[tuple[str, str]] | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One status row per account and the summary rows of those accounts (duplicates from
+        retried work dropped); written as ``status.csv``, ``summary.csv`` and ``summary.parquet``.
+
+        ``keep`` restricts the output to these ``(account, fingerprint)`` pairs (the current
+        run's), so results of earlier runs on other data stay in ``parts/`` but not in the tables.
+        """
+        status = self._read("status")
+        summary = self._read("summary")
+        if not status.empty and keep is not None:
+            pairs = pd.Series(list(zip(status["account"], status["fingerprint"], strict=True)))
+            status = status[pairs.isin(keep).to_numpy()]
+        if not status.empty:
+            status = status.drop_duplicates(KEY, keep="first").sort_values("account")
+            status = status.reset_index(drop=True)
+        if not summary.empty:
+            done = status[KEY]
+            summary = summary.merge(done, on=KEY, how="inner")
+            summary = summary.drop_duplicates([*KEY, "level", "campaign", "adset"], keep="first")
+            summary = summary.reset_index(drop=True)
+        write_csv_atomic(status, self.out_dir / "status.csv")
+        write_csv_atomic(summary, self.out_dir / "summary.csv")
+        if not summary.empty:
+            write_atomic(summary, self.out_dir / "summary.parquet")
+        return status, summary
