@@ -97,6 +97,7 @@ class BatchOptions:
             or lowrank here, full-rank being the second rung).
         more_steps: extra SVI steps allowed beyond ``svi.max_steps`` (first fallback).
         fullrank: try a full-rank guide for accounts SVI could not fit.
+        fullrank_svi: SVI settings of that rung (default: ``svi`` with the full-rank guide).
         nuts: try NUTS (one account at a time) for accounts still without a result.
         nuts_options: NUTS settings of the last rung.
         num_draws: draws from each guide for the summaries.
@@ -112,6 +113,7 @@ class BatchOptions:
     svi: SVIOptions = SVIOptions(max_steps=12_000)
     more_steps: int = 12_000
     fullrank: bool = True
+    fullrank_svi: SVIOptions | None = None
     nuts: bool = True
     nuts_options: NUTSOptions = NUTSOptions(num_warmup=500, num_samples=500, num_chains=4)
     num_draws: int = 1000
@@ -126,6 +128,12 @@ class BatchOptions:
     def __post_init__(self):
         if self.svi.guide == "fullrank":
             raise ValueError("the first rung's guide must be meanfield or lowrank")
+        if self.fullrank_svi is not None and self.fullrank_svi.guide != "fullrank":
+            raise ValueError("fullrank_svi must use the full-rank guide")
+
+    @property
+    def fullrank_options(self) -> SVIOptions:
+        return self.fullrank_svi or replace(self.svi, guide="fullrank")
 
 
 class AccountInput(NamedTuple):
@@ -533,81 +541,49 @@ def fit_bucket(
     results: dict[int, dict] = {}
     outcome: dict[int, dict] = {i: {} for i in range(len(items))}
 
-    def finish(indices, status, rung, stats_by_lane, lanes_by_index, stage_seconds):
-        for i in indices:
-            lane = lanes_by_index.get(i)
-            info = outcome[i]
-            info.update(rung=rung, status=status)
-            if lane is not None:
-                info.update(
-                    steps=info.get("steps", 0) + lane.steps,
-                    final_elbo=-lane.window.mean if lane.window else math.nan,
-                    rel_elbo_change=lane.rel_change,
+    def svi_rung(indices: list[int], svi: SVIOptions, step_limit: int, salt: int | None):
+        """One vectorised SVI rung over ``indices``; returns the converged lanes."""
+        t_stage = time.perf_counter()
+        lanes = [
+            _Lane.start(
+                i, padded[i], keys[i] if salt is None else jax.random.fold_in(keys[i], salt)
+            )
+            for i in indices
+        ]
+        _svi_stage(model, priors, svi, lanes, step_limit, cap, options.repack_factor, num_devices)
+        stats = _stage_summaries(model, priors, svi, options.num_draws, lanes, cap, num_devices)
+        share = (time.perf_counter() - t_stage) / len(lanes)
+        for lane in lanes:
+            info = outcome[lane.index]
+            info["steps"] = info.get("steps", 0) + lane.steps
+            info["seconds"] = info.get("seconds", 0.0) + share
+            info["final_elbo"] = -lane.window.mean if lane.window else math.nan
+            info["rel_elbo_change"] = lane.rel_change
+            if lane.converged:
+                results[lane.index] = stats[lane.index]
+            elif lane.nonfinite:
+                info["error"] = f"non-finite ELBO ({svi.guide} SVI)"
+            else:
+                info["error"] = (
+                    f"{svi.guide} SVI did not converge in {lane.steps} steps "
+                    f"(relative ELBO change {lane.rel_change:.1e})"
                 )
-            info["seconds"] = info.get("seconds", 0.0) + stage_seconds
-            results[i] = stats_by_lane[i]
+        return [lane for lane in lanes if lane.converged]
 
     # Rung 1 (+ more steps): the configured guide, vectorised.
-    t_stage = time.perf_counter()
-    lanes = [_Lane.start(i, padded[i], keys[i]) for i in range(len(items))]
     svi = options.svi
-    _svi_stage(
-        model,
-        priors,
-        svi,
-        lanes,
-        svi.max_steps + options.more_steps,
-        cap,
-        options.repack_factor,
-        num_devices,
-    )
-    stats = _stage_summaries(model, priors, svi, options.num_draws, lanes, cap, num_devices)
-    share = (time.perf_counter() - t_stage) / len(lanes)
-    by_index = {lane.index: lane for lane in lanes}
-    first = [lane.index for lane in lanes if lane.converged and lane.steps <= svi.max_steps]
-    more = [lane.index for lane in lanes if lane.converged and lane.steps > svi.max_steps]
-    finish(first, "converged", "svi", stats, by_index, share)
-    finish(more, "converged", "svi_more_steps", stats, by_index, share)
-    for lane in lanes:
-        if not lane.converged:
-            outcome[lane.index].update(
-                steps=lane.steps,
-                error="non-finite ELBO"
-                if lane.nonfinite
-                else f"SVI did not converge in {lane.steps} steps (change {lane.rel_change:.1e})",
-            )
-    report(len(first) + len(more), 0)
+    for lane in svi_rung(list(range(len(items))), svi, svi.max_steps + options.more_steps, None):
+        rung = "svi" if lane.steps <= svi.max_steps else "svi_more_steps"
+        outcome[lane.index].update(status="converged", rung=rung)
+    report(len(results), 0)
     pending = [i for i in range(len(items)) if i not in results]
 
     # Rung 2: full-rank guide for the rest, vectorised.
     if pending and options.fullrank:
-        t_stage = time.perf_counter()
-        fullrank = replace(svi, guide="fullrank")
-        lanes = [_Lane.start(i, padded[i], jax.random.fold_in(keys[i], 1)) for i in pending]
-        _svi_stage(
-            model,
-            priors,
-            fullrank,
-            lanes,
-            svi.max_steps,
-            cap,
-            options.repack_factor,
-            num_devices,
-        )
-        stats = _stage_summaries(
-            model, priors, fullrank, options.num_draws, lanes, cap, num_devices
-        )
-        share = (time.perf_counter() - t_stage) / len(lanes)
-        by_index = {lane.index: lane for lane in lanes}
-        ok = [lane.index for lane in lanes if lane.converged]
-        finish(ok, "fallback_fullrank", "fullrank", stats, by_index, share)
-        for lane in lanes:
-            if not lane.converged:
-                outcome[lane.index]["error"] = (
-                    "non-finite ELBO (full-rank)"
-                    if lane.nonfinite
-                    else f"full-rank SVI did not converge in {lane.steps} steps"
-                )
+        fullrank = options.fullrank_options
+        ok = svi_rung(pending, fullrank, fullrank.max_steps, 1)
+        for lane in ok:
+            outcome[lane.index].update(status="fallback_fullrank", rung="fullrank")
         report(len(ok), len(ok))
         pending = [i for i in pending if i not in results]
 
@@ -627,8 +603,9 @@ def fit_bucket(
         if not all(np.all(np.isfinite(v)) for v in stats_i.values()):
             outcome[i]["error"] = "NUTS produced non-finite draws"
             continue
-        outcome[i].update(info)
-        finish([i], "fallback_nuts", "nuts", {i: stats_i}, {}, time.perf_counter() - t_stage)
+        outcome[i].update(info, status="fallback_nuts", rung="nuts")
+        outcome[i]["seconds"] = outcome[i].get("seconds", 0.0) + time.perf_counter() - t_stage
+        results[i] = stats_i
         report(1, 1)
         pending.remove(i)
 

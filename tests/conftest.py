@@ -42,6 +42,22 @@ def x64():
 
 
 @pytest.fixture(scope="session")
+def compile_cache(tmp_path_factory) -> Path:
+    """A persistent compilation cache for this session, shared with the subprocesses and Dask
+    workers that tests start (through JAX's environment variables), so they load what this
+    process compiled instead of compiling again. Cache keys of NumPyro programs only match
+    across processes with a fixed PYTHONHASHSEED (`make test` sets it)."""
+    from jaxrev.compile_cache import enable_compilation_cache
+
+    path = tmp_path_factory.mktemp("xla-cache")
+    enable_compilation_cache(path)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(path)
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    return path
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
