@@ -105,8 +105,8 @@ class BatchOptions:
         max_batch_obs: most padded observations per batch (accounts x padded rows): bounds device
             memory; large accounts get smaller batches.
         min_obs, min_adsets, min_campaigns: smallest padded sizes (fewer, fuller buckets).
-        repack_factor: repack the unconverged accounts into a smaller batch once at most
-            1/repack_factor of the lanes are still running.
+        repack_factor: once the running accounts fit in 1/repack_factor of the batch, move them
+            to a batch that much smaller (sizes B, B/f, B/f^2... so few programs are compiled).
         seed: base seed; each account's seed is a digest of (seed, account id).
     """
 
@@ -122,7 +122,7 @@ class BatchOptions:
     min_obs: int = 16
     min_adsets: int = 8
     min_campaigns: int = 2
-    repack_factor: int = 4
+    repack_factor: int = 8
     seed: int = 0
 
     def __post_init__(self):
@@ -354,14 +354,15 @@ def _svi_stage(
 
     Lanes are updated in place (``converged``, ``steps``, ``state``...). The batch starts at the
     smallest compiled size that holds every lane; a finished lane's slot keeps running as a ghost
-    until at most 1/``repack_factor`` of the slots are live, then the live lanes are repacked into
-    a smaller batch. Each lane's trajectory is independent of its slot and of repacking.
+    until the live lanes fit in 1/``repack_factor`` of the slots, then they are repacked into a
+    batch that much smaller. Each lane's trajectory is independent of its slot and of repacking.
+    Returns the starting batch size.
     """
     init = _vectorised(svi_init, model, priors, options)
     chunk = _vectorised(svi_chunk, model, priors, options)
 
-    def build(live: list[_Lane], state=None, slots: list[int] | None = None):
-        size = batch_size_for(len(live), cap, num_devices)
+    def build(live: list[_Lane], state=None, slots: list[int] | None = None, size=None):
+        size = size or batch_size_for(len(live), cap, num_devices)
         arrays = _device_put(stack_lanes([lane.arrays for lane in live], size), num_devices)
         fill = size - len(live)
         if state is None:
@@ -373,6 +374,7 @@ def _svi_stage(
 
     active = dict(enumerate(lanes))  # slot -> lane
     size, arrays, state = build(lanes)
+    start_size = size
     while active:
         state, losses = chunk(state, arrays)
         losses = np.asarray(losses)
@@ -400,10 +402,14 @@ def _svi_stage(
                 lane = active.pop(slot)
                 if not lane.nonfinite:
                     lane.state = _take(host_state, slot)
-        if active and len(active) * repack_factor <= size:
+        smaller = size // repack_factor
+        if active and len(active) <= smaller and smaller % num_devices == 0:
+            # A fixed ladder of sizes (B, B/f, B/f^2...) keeps the number of compiled programs
+            # per bucket shape small and independent of how many lanes happen to be left.
             slots, live = list(active), list(active.values())
-            size, arrays, state = build(live, state, slots)
+            size, arrays, state = build(live, state, slots, smaller)
             active = dict(enumerate(live))
+    return start_size
 
 
 def _stage_summaries(
@@ -412,16 +418,16 @@ def _stage_summaries(
     options: SVIOptions,
     num_draws: int,
     lanes: list[_Lane],
-    cap: int,
+    size: int,
     num_devices: int,
 ) -> dict[int, dict[str, np.ndarray]]:
-    """Summaries of the converged lanes, in compiled batches; keyed by lane index."""
+    """Summaries of the converged lanes in batches of ``size`` (the stage's starting size, so
+    that no new batch shape is compiled); keyed by lane index."""
     done = [lane for lane in lanes if lane.converged]
     stats_fn = _vectorised(svi_summary_stats, model, priors, options, num_draws)
     out = {}
-    for start in range(0, len(done), cap):
-        group = done[start : start + cap]
-        size = batch_size_for(len(group), cap, num_devices)
+    for start in range(0, len(done), size):
+        group = done[start : start + size]
         fill = group + [group[0]] * (size - len(group))
         state = jax.tree.map(lambda *x: jnp.stack(x), *[lane.state for lane in fill])
         arrays = stack_lanes([lane.arrays for lane in group], size)
@@ -550,8 +556,10 @@ def fit_bucket(
             )
             for i in indices
         ]
-        _svi_stage(model, priors, svi, lanes, step_limit, cap, options.repack_factor, num_devices)
-        stats = _stage_summaries(model, priors, svi, options.num_draws, lanes, cap, num_devices)
+        size = _svi_stage(
+            model, priors, svi, lanes, step_limit, cap, options.repack_factor, num_devices
+        )
+        stats = _stage_summaries(model, priors, svi, options.num_draws, lanes, size, num_devices)
         share = (time.perf_counter() - t_stage) / len(lanes)
         for lane in lanes:
             info = outcome[lane.index]
