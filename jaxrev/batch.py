@@ -32,7 +32,7 @@ import hashlib
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache, partial
 from pathlib import Path
@@ -61,12 +61,15 @@ from jaxrev.data import (
     NoObservationsError,
     RevenueData,
     check_columns,
+    check_table,
     read_table,
+    rows_to_data,
     validate_rows,
 )
 from jaxrev.inference import (
     NUTSOptions,
     SVIOptions,
+    SVIRunState,
     WindowStats,
     _prepared_svi,
     elbo_plateau,
@@ -77,7 +80,7 @@ from jaxrev.inference import (
     svi_init,
 )
 from jaxrev.model import RevenueArrays, get_model
-from jaxrev.result import tidy_summary
+from jaxrev.result import describe_draws
 from jaxrev.store import ResultStore
 
 PROBS = (0.025, 0.5, 0.975)
@@ -121,7 +124,7 @@ class BatchOptions:
     max_batch_obs: int = 1 << 21
     min_obs: int = 16
     min_adsets: int = 8
-    min_campaigns: int = 2
+    min_campaigns: int = 4
     repack_factor: int = 8
     seed: int = 0
 
@@ -204,15 +207,48 @@ def fingerprint(
 # --------------------------------------------------------------------------------------------
 
 
-def _account_frames(
-    source, columns: Columns
-) -> Iterable[tuple[str, pd.DataFrame, str, bool, Columns]]:
-    """Yield ``(account, rows, source name, is_csv, columns)`` from a long table, a folder of
-    per-account files or a mapping of account -> DataFrame."""
+def load_accounts(
+    source,
+    columns: Columns,
+    model: str,
+    priors,
+    options: BatchOptions,
+    on_invalid: Literal["raise", "drop"] = "raise",
+) -> tuple[list[AccountInput], pd.DataFrame]:
+    """Validate every account of a long table (one vectorised pass over all rows), a folder of
+    per-account files or a mapping of account -> DataFrame. Returns the fittable accounts and a
+    ``failed: invalid data`` status row for each of the others."""
+    accounts, failed = [], []
+
+    def add(account: str, make: Callable[[], RevenueData], raw: Callable[[], pd.DataFrame]):
+        try:
+            data = make()
+        except (InvalidDataError, NoObservationsError) as err:
+            rows = raw()
+            failed.append(
+                _status_row(
+                    account,
+                    f"failed: invalid data: {str(err).splitlines()[0]}",
+                    fingerprint(model, priors, options, None, raw=rows),
+                    error=str(err),
+                    num_obs=len(rows),
+                )
+            )
+            return
+        fp = fingerprint(model, priors, options, data)
+        accounts.append(AccountInput(account, data, fp, account_seed(account, options.seed)))
+
+    single = columns._replace(account=None)
     if isinstance(source, Mapping):
         for account, frame in source.items():
-            yield str(account), frame.reset_index(drop=True), f"<{account}>", False, columns
-        return
+            table = frame.reset_index(drop=True)
+            add(
+                str(account),
+                partial(validate_rows, table, single, f"<{account}>", False,
+                        on_invalid=on_invalid, account=str(account)),
+                lambda table=table: table,
+            )  # fmt: skip
+        return accounts, pd.DataFrame(failed)
     path = None if isinstance(source, pd.DataFrame) else Path(source)
     if path is not None and path.is_dir():
         files = sorted(
@@ -222,51 +258,38 @@ def _account_frames(
             raise FileNotFoundError(f"{path}: no .csv, .tsv or .parquet files")
         for file in files:
             table, name, is_csv = read_table(file)
-            yield file.stem, table, name, is_csv, columns._replace(account=None)
-        return
+            add(
+                file.stem,
+                partial(validate_rows, table, single, name, is_csv,
+                        on_invalid=on_invalid, account=file.stem),
+                lambda table=table: table,
+            )  # fmt: skip
+        return accounts, pd.DataFrame(failed)
+
     table, name, is_csv = read_table(source)
     if columns.account is None:
         raise ValueError("a long table needs columns.account (the account column)")
     check_columns(table, columns, name)
     ids = table[columns.account].astype("string").str.strip()
-    missing = ids.isna() | (ids == "")
+    missing = (ids.isna() | (ids == "")).to_numpy(dtype=bool)
     if missing.any():
-        rows = (np.flatnonzero(missing.to_numpy()) + 1).tolist()
-        raise ValueError(
-            f"{name}: rows {rows[:10]} have no account id (column {columns.account!r})"
-        )
-    for account, rows in table.groupby(ids, sort=True):
-        yield str(account), rows, name, is_csv, columns._replace(account=None)
-
-
-def load_accounts(
-    source,
-    columns: Columns,
-    model: str,
-    priors,
-    options: BatchOptions,
-    on_invalid: Literal["raise", "drop"] = "raise",
-) -> tuple[list[AccountInput], pd.DataFrame]:
-    """Validate every account; returns the fittable ones and status rows for the others."""
-    accounts, failed = [], []
-    for account, rows, name, is_csv, cols in _account_frames(source, columns):
-        try:
-            data = validate_rows(rows, cols, name, is_csv, on_invalid=on_invalid, account=account)
-        except (InvalidDataError, NoObservationsError) as err:
-            reason = str(err).splitlines()[0]
-            failed.append(
-                _status_row(
-                    account,
-                    f"failed: invalid data: {reason}",
-                    fingerprint(model, priors, options, None, raw=rows),
-                    rung="none",
-                    error=str(err),
-                    num_obs=len(rows),
-                )
-            )
-            continue
-        fp = fingerprint(model, priors, options, data)
-        accounts.append(AccountInput(account, data, fp, account_seed(account, options.seed)))
+        rows = (np.flatnonzero(missing) + 1).tolist()
+        raise ValueError(f"{name}: rows {rows[:10]} have no account id ({columns.account!r})")
+    checked = check_table(table, columns, is_csv, group_by=columns.account)
+    account_of = checked.ids[columns.account]
+    positions = pd.Series(np.arange(len(account_of))).groupby(account_of, sort=True).indices
+    problems = dict(
+        tuple(checked.problems.groupby(account_of[checked.problem_position], sort=False))
+    )
+    empty = checked.problems.iloc[:0]
+    for account, where in positions.items():
+        add(
+            str(account),
+            partial(rows_to_data, checked, single, name, positions=where,
+                    problems=problems.get(account, empty), on_invalid=on_invalid,
+                    account=str(account)),
+            partial(table.iloc.__getitem__, where),
+        )  # fmt: skip
     return accounts, pd.DataFrame(failed)
 
 
@@ -298,10 +321,31 @@ def svi_summary_stats(
     return {site: _describe(values[site], PROBS) for site in sites}
 
 
+def stage_init(
+    model: str, priors, options: SVIOptions, salt: int, seed: jax.Array, arrays: RevenueArrays
+) -> tuple[SVIRunState, jax.Array]:
+    """Initial SVI state of one account and the key its summaries draw with (pure).
+
+    The account's key is ``key(seed)`` (folded with ``salt`` for later rungs), split into the
+    init and draw keys exactly as :func:`jaxrev.fit` splits its seed; seeds travel as plain
+    integers, so no typed keys are stacked on the host.
+    """
+    key = jax.random.key(seed)
+    key = key if salt == 0 else jax.random.fold_in(key, salt)
+    init_key, draw_key = jax.random.split(key)
+    return svi_init(model, priors, options, init_key, arrays), draw_key
+
+
 @lru_cache(maxsize=64)
 def _vectorised(fn: Callable, model: str, priors, options, *static) -> Callable:
     """``jit(vmap(fn(model, priors, options, *static, ...)))`` over a leading accounts axis."""
     return jax.jit(jax.vmap(partial(fn, model, priors, options, *static)))
+
+
+@jax.jit
+def _gather(tree, index: jax.Array):
+    """Select accounts (one compiled gather for the whole tree, per batch-size pair)."""
+    return jax.tree.map(lambda x: x[index], tree)
 
 
 def _device_put(tree, num_devices: int):
@@ -316,35 +360,26 @@ def _device_put(tree, num_devices: int):
 
 @dataclass
 class _Lane:
-    """An account's progress through one SVI stage. ``init_key`` and ``draw_key`` are split from
-    the account's key exactly as :func:`jaxrev.fit` splits its seed."""
+    """An account's progress through one SVI stage."""
 
     index: int
     arrays: RevenueArrays
-    init_key: jax.Array
-    draw_key: jax.Array
+    seed: int
     steps: int = 0
     window: WindowStats | None = None
     rel_change: float = math.inf
     converged: bool = False
     nonfinite: bool = False
-    state: Any = None  # host copy of the final SVI state
-
-    @classmethod
-    def start(cls, index: int, arrays: RevenueArrays, key: jax.Array) -> _Lane:
-        init_key, draw_key = jax.random.split(key)
-        return cls(index, arrays, init_key, draw_key)
-
-
-def _take(tree, index):
-    return jax.tree.map(lambda x: x[index], tree)
+    stats: dict[str, np.ndarray] | None = None  # summaries, once converged
 
 
 def _svi_stage(
     model: str,
     priors,
     options: SVIOptions,
+    num_draws: int,
     lanes: list[_Lane],
+    salt: int,
     step_limit: int,
     cap: int,
     repack_factor: int,
@@ -352,39 +387,35 @@ def _svi_stage(
 ) -> None:
     """Run vectorised SVI on ``lanes`` until each converges, fails or reaches ``step_limit``.
 
-    Lanes are updated in place (``converged``, ``steps``, ``state``...). The batch starts at the
+    Lanes are updated in place (``converged``, ``steps``, ``stats``...). The batch starts at the
     smallest compiled size that holds every lane; a finished lane's slot keeps running as a ghost
-    until the live lanes fit in 1/``repack_factor`` of the slots, then they are repacked into a
-    batch that much smaller. Each lane's trajectory is independent of its slot and of repacking.
-    Returns the starting batch size.
+    until the live lanes fit in 1/``repack_factor`` of the slots, then they move to a batch that
+    much smaller (a fixed ladder B, B/f, B/f^2..., so a bucket shape compiles a handful of
+    programs, however many lanes finish when). When lanes converge, the summaries are computed
+    for the whole current batch and kept for those lanes. Each lane's trajectory is independent
+    of its slot and of repacking.
     """
-    init = _vectorised(svi_init, model, priors, options)
+    init = _vectorised(stage_init, model, priors, options, salt)
     chunk = _vectorised(svi_chunk, model, priors, options)
+    summarize = _vectorised(svi_summary_stats, model, priors, options, num_draws)
 
-    def build(live: list[_Lane], state=None, slots: list[int] | None = None, size=None):
-        size = size or batch_size_for(len(live), cap, num_devices)
-        arrays = _device_put(stack_lanes([lane.arrays for lane in live], size), num_devices)
-        fill = size - len(live)
-        if state is None:
-            keys = jnp.stack([lane.init_key for lane in live] + [live[0].init_key] * fill)
-            state = init(_device_put(keys, num_devices), arrays)
-        else:
-            state = _device_put(_take(state, np.array(slots + [slots[0]] * fill)), num_devices)
-        return size, arrays, state
-
+    size = batch_size_for(len(lanes), cap, num_devices)
+    fill = size - len(lanes)
+    arrays = stack_lanes([lane.arrays for lane in lanes], size)
+    seeds = np.array([lane.seed for lane in lanes] + [lanes[0].seed] * fill, np.uint32)
+    state, draw_keys = init(*_device_put((seeds, arrays), num_devices))
+    arrays = _device_put(arrays, num_devices)
     active = dict(enumerate(lanes))  # slot -> lane
-    size, arrays, state = build(lanes)
-    start_size = size
     while active:
         state, losses = chunk(state, arrays)
         losses = np.asarray(losses)
-        finished = []
-        for slot, lane in active.items():
+        converged = []
+        for slot, lane in list(active.items()):
             lane.steps += options.window
             loss = losses[slot]
             if not np.all(np.isfinite(loss)):
                 lane.nonfinite = True
-                finished.append(slot)
+                del active[slot]
                 continue
             last = WindowStats.of(loss)
             lane.rel_change, plateau = elbo_plateau(
@@ -393,49 +424,21 @@ def _svi_stage(
             lane.window = last
             if svi_converged(options, lane.steps, plateau):
                 lane.converged = True
-                finished.append(slot)
+                converged.append((slot, lane))
+                del active[slot]
             elif lane.steps >= step_limit:
-                finished.append(slot)
-        if finished:
-            host_state = jax.device_get(state)
-            for slot in finished:
-                lane = active.pop(slot)
-                if not lane.nonfinite:
-                    lane.state = _take(host_state, slot)
+                del active[slot]
+        if converged:
+            stats = jax.device_get(summarize(draw_keys, state, arrays))
+            for slot, lane in converged:
+                lane.stats = {site: value[slot] for site, value in stats.items()}
         smaller = size // repack_factor
         if active and len(active) <= smaller and smaller % num_devices == 0:
-            # A fixed ladder of sizes (B, B/f, B/f^2...) keeps the number of compiled programs
-            # per bucket shape small and independent of how many lanes happen to be left.
-            slots, live = list(active), list(active.values())
-            size, arrays, state = build(live, state, slots, smaller)
-            active = dict(enumerate(live))
-    return start_size
-
-
-def _stage_summaries(
-    model,
-    priors,
-    options: SVIOptions,
-    num_draws: int,
-    lanes: list[_Lane],
-    size: int,
-    num_devices: int,
-) -> dict[int, dict[str, np.ndarray]]:
-    """Summaries of the converged lanes in batches of ``size`` (the stage's starting size, so
-    that no new batch shape is compiled); keyed by lane index."""
-    done = [lane for lane in lanes if lane.converged]
-    stats_fn = _vectorised(svi_summary_stats, model, priors, options, num_draws)
-    out = {}
-    for start in range(0, len(done), size):
-        group = done[start : start + size]
-        fill = group + [group[0]] * (size - len(group))
-        state = jax.tree.map(lambda *x: jnp.stack(x), *[lane.state for lane in fill])
-        arrays = stack_lanes([lane.arrays for lane in group], size)
-        keys = jnp.stack([lane.draw_key for lane in fill])
-        stats = jax.device_get(stats_fn(*_device_put((keys, state, arrays), num_devices)))
-        for slot, lane in enumerate(group):
-            out[lane.index] = {site: value[slot] for site, value in stats.items()}
-    return out
+            slots = list(active)
+            index = np.array(slots + [slots[0]] * (smaller - len(slots)))
+            state, draw_keys, arrays = _gather((state, draw_keys, arrays), index)
+            active = dict(enumerate(active.values()))
+            size = smaller
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,12 +453,7 @@ def _nuts_summaries(model, priors, options: NUTSOptions, arrays, key) -> tuple[d
     masks = {"adset_mean": arrays.adset_mask, "campaign_mean": arrays.campaign_mask}
     for site in sites:
         x = draws[site]
-        flat = x.reshape(-1, x.shape[-1])
-        table = np.stack(
-            [flat.mean(0), flat.std(0, ddof=1)] + [np.quantile(flat, p, axis=0) for p in PROBS],
-            axis=-1,
-        )
-        out[site] = table
+        out[site] = describe_draws(x.reshape(-1, x.shape[-1]), PROBS)
         real = np.asarray(masks[site])
         if x.shape[0] > 1:
             rhat.append(np.asarray(split_gelman_rubin(x[..., real])).max())
@@ -495,16 +493,40 @@ def _status_row(account: str, status: str, fp: str, **extra) -> dict[str, Any]:
     return row
 
 
-def _summary_rows(item: AccountInput, stats: dict[str, np.ndarray], status: str) -> pd.DataFrame:
-    data = item.data
-    adset = stats["adset_mean"][: data.num_adsets]
-    campaign = stats.get("campaign_mean")
-    campaign = None if campaign is None else campaign[: data.num_campaigns]
-    table = tidy_summary(data, adset, campaign, PROBS)
-    table.insert(0, "account", item.account)
-    table["status"] = status
-    table["fingerprint"] = item.fingerprint
-    return table
+def _summary_rows(
+    items: list[AccountInput], stats: list[dict[str, np.ndarray]], statuses: list[str]
+) -> pd.DataFrame:
+    """The tidy summary rows (as :meth:`RevenueFit.summary`, plus ``account``, ``status`` and
+    ``fingerprint``) of many accounts, built column by column in one DataFrame."""
+    names = ["mean", "sd"] + [f"q{100 * p:g}" for p in PROBS]
+    columns: dict[str, list] = {
+        k: []
+        for k in ["account", "level", "campaign", "adset", "n_obs", "conversions", "revenue",
+                  "raw_mean", *names, "status", "fingerprint"]
+    }  # fmt: skip
+    for item, stat, status in zip(items, stats, statuses, strict=True):
+        data = item.data
+        tables = [("adset", data.adsets, stat["adset_mean"][: data.num_adsets])]
+        if "campaign_mean" in stat:
+            tables.insert(
+                0, ("campaign", data.campaigns, stat["campaign_mean"][: data.num_campaigns])
+            )
+        for level, table, values in tables:
+            k = len(table)
+            columns["account"].append(np.full(k, item.account, dtype=object))
+            columns["level"].append(np.full(k, level, dtype=object))
+            columns["campaign"].append(table["campaign"].to_numpy(dtype=object))
+            adset = table["adset"].to_numpy(dtype=object) if level == "adset" else np.full(k, None)
+            columns["adset"].append(adset)
+            for name in ("n_obs", "conversions", "revenue", "raw_mean"):
+                columns[name].append(table[name].to_numpy())
+            for j, name in enumerate(names):
+                columns[name].append(values[:, j])
+            columns["status"].append(np.full(k, status, dtype=object))
+            columns["fingerprint"].append(np.full(k, item.fingerprint, dtype=object))
+    if not columns["account"]:
+        return pd.DataFrame()
+    return pd.DataFrame({k: np.concatenate(v) for k, v in columns.items()})
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,23 +565,17 @@ def fit_bucket(
         )
         for a in padded
     ]
-    keys = [jax.random.key(item.seed) for item in items]
     results: dict[int, dict] = {}
     outcome: dict[int, dict] = {i: {} for i in range(len(items))}
 
-    def svi_rung(indices: list[int], svi: SVIOptions, step_limit: int, salt: int | None):
+    def svi_rung(indices: list[int], svi: SVIOptions, step_limit: int, salt: int):
         """One vectorised SVI rung over ``indices``; returns the converged lanes."""
         t_stage = time.perf_counter()
-        lanes = [
-            _Lane.start(
-                i, padded[i], keys[i] if salt is None else jax.random.fold_in(keys[i], salt)
-            )
-            for i in indices
-        ]
-        size = _svi_stage(
-            model, priors, svi, lanes, step_limit, cap, options.repack_factor, num_devices
-        )
-        stats = _stage_summaries(model, priors, svi, options.num_draws, lanes, size, num_devices)
+        lanes = [_Lane(i, padded[i], items[i].seed) for i in indices]
+        _svi_stage(
+            model, priors, svi, options.num_draws, lanes, salt, step_limit, cap,
+            options.repack_factor, num_devices,
+        )  # fmt: skip
         share = (time.perf_counter() - t_stage) / len(lanes)
         for lane in lanes:
             info = outcome[lane.index]
@@ -568,7 +584,7 @@ def fit_bucket(
             info["final_elbo"] = -lane.window.mean if lane.window else math.nan
             info["rel_elbo_change"] = lane.rel_change
             if lane.converged:
-                results[lane.index] = stats[lane.index]
+                results[lane.index] = lane.stats
             elif lane.nonfinite:
                 info["error"] = f"non-finite ELBO ({svi.guide} SVI)"
             else:
@@ -580,7 +596,7 @@ def fit_bucket(
 
     # Rung 1 (+ more steps): the configured guide, vectorised.
     svi = options.svi
-    for lane in svi_rung(list(range(len(items))), svi, svi.max_steps + options.more_steps, None):
+    for lane in svi_rung(list(range(len(items))), svi, svi.max_steps + options.more_steps, 0):
         rung = "svi" if lane.steps <= svi.max_steps else "svi_more_steps"
         outcome[lane.index].update(status="converged", rung=rung)
     report(len(results), 0)
@@ -602,9 +618,8 @@ def fit_bucket(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                stats_i, info = _nuts_summaries(
-                    model, priors, options.nuts_options, arrays, jax.random.fold_in(keys[i], 2)
-                )
+                key = jax.random.fold_in(jax.random.key(items[i].seed), 2)
+                stats_i, info = _nuts_summaries(model, priors, options.nuts_options, arrays, key)
         except Exception as err:
             outcome[i]["error"] = f"NUTS failed: {err}"
             continue
@@ -618,7 +633,7 @@ def fit_bucket(
         pending.remove(i)
 
     # Rows.
-    status_rows, summary_parts = [], []
+    status_rows, done_items, done_stats, done_status = [], [], [], []
     for i, item in enumerate(items):
         info = dict(outcome[i])
         status = info.pop("status", None)
@@ -641,9 +656,11 @@ def fit_bucket(
             )
         )
         if i in results:
-            summary_parts.append(_summary_rows(item, results[i], status))
+            done_items.append(item)
+            done_stats.append(results[i])
+            done_status.append(status)
     status_table = pd.DataFrame(status_rows)
-    summary_table = pd.concat(summary_parts, ignore_index=True) if summary_parts else pd.DataFrame()
+    summary_table = _summary_rows(done_items, done_stats, done_status)
     if store is not None:
         store.write(spec.bucket_id, status_table, summary_table)
     return BucketResult(spec.bucket_id, status_table, summary_table, time.perf_counter() - t0)
@@ -750,18 +767,17 @@ def fit_accounts(
         current |= set(zip(invalid["account"], invalid["fingerprint"], strict=True))
     done = store.completed() if store else set()
     todo = [a for a in accounts if (a.account, a.fingerprint) not in done]
-    if store is not None and len(invalid):
-        fresh = invalid[
-            [
-                (a, f) not in done
-                for a, f in zip(invalid["account"], invalid["fingerprint"], strict=True)
-            ]
-        ]
-        if len(fresh):
-            store.write("invalid", fresh, pd.DataFrame())
+    if len(invalid):
+        pairs = zip(invalid["account"], invalid["fingerprint"], strict=True)
+        is_new = [pair not in done for pair in pairs]
+        fresh_invalid = invalid[is_new]
+        if store is not None and len(fresh_invalid):
+            store.write("invalid", fresh_invalid, pd.DataFrame())
+    else:
+        fresh_invalid = invalid
     specs = make_specs(todo, model, priors, options, out_dir)
     total = len(accounts) + len(invalid)
-    skipped = total - len(todo) - (len(invalid) if store is None else 0)
+    skipped = total - len(todo) - len(fresh_invalid)  # finished in an earlier run
 
     from tqdm import tqdm
 
@@ -778,7 +794,7 @@ def fit_accounts(
             bar.update(done_now)
             bar.set_postfix(fallbacks=fallbacks)
 
-        on_progress(skipped + (len(invalid) if store is None else 0), 0)
+        on_progress(skipped + len(fresh_invalid), 0)
         if executor is None:
             for spec in specs:
                 results.append(_fit_bucket_safely(spec, on_progress))

@@ -351,20 +351,127 @@ def _check_rows(table: pd.DataFrame, columns: Columns, problems: _Problems):
 
 
 def _check_campaigns(
-    adset: pd.Series, campaign: pd.Series, ok: np.ndarray, column: str, problems: _Problems
+    adset: np.ndarray,
+    campaign: np.ndarray,
+    ok: np.ndarray,
+    column: str,
+    problems: _Problems,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
-    """An ad set must belong to one campaign: flag rows that disagree with its first campaign."""
-    first_campaign = campaign[ok].groupby(adset[ok], sort=False).first()
-    differs = (campaign != adset.map(first_campaign)).fillna(False).to_numpy(dtype=bool)
-    conflict = ok & differs
-    for a, c in dict.fromkeys(zip(adset[conflict], campaign[conflict], strict=True)):
+    """An ad set must belong to one campaign (within its group, e.g. account): flag the rows that
+    disagree with the campaign of the ad set's first valid row."""
+    key = (
+        adset
+        if groups is None
+        else np.char.add(np.char.add(groups.astype(str), "\x00"), adset.astype(str))
+    )
+    key = pd.Series(key)
+    camp = pd.Series(campaign)
+    first_campaign = camp[ok].groupby(key[ok], sort=False).first()
+    expected = key.map(first_campaign)
+    conflict = ok & (camp != expected).fillna(False).to_numpy(dtype=bool)
+    for k, c in dict.fromkeys(zip(key[conflict], camp[conflict], strict=True)):
+        a = adset[np.flatnonzero(conflict & (key == k).to_numpy())[0]]
         reason = (
             f"ad set {a!r} is filed under campaign {c!r} here and under "
-            f"{first_campaign[a]!r} on an earlier row"
+            f"{first_campaign[k]!r} on an earlier row"
         )
-        rows = pd.Series(conflict & (adset == a).to_numpy() & (campaign == c).to_numpy())
-        problems.add(rows, column, campaign, "adset_campaign_conflict", reason)
+        rows = pd.Series(conflict & (key == k).to_numpy() & (camp == c).to_numpy())
+        problems.add(rows, column, camp, "adset_campaign_conflict", reason)
     return conflict
+
+
+class CheckedRows(NamedTuple):
+    """Every row of a table checked at once; arrays are aligned with the table's rows."""
+
+    conversions: np.ndarray  # n_i (NaN where unparsable)
+    revenue: np.ndarray  # r_i (NaN where unparsable)
+    ids: dict[str, np.ndarray]  # identifier columns as stripped text
+    times: np.ndarray | None
+    row_number: np.ndarray  # 1-based row in the source
+    problems: pd.DataFrame  # row, line, column, value, kind, reason
+    problem_position: np.ndarray  # 0-based position of each problem's row
+    bad: np.ndarray  # rows with a problem
+    zero: np.ndarray  # valid rows with no conversion
+    conflict: np.ndarray  # rows whose ad set is filed under another campaign
+
+
+def check_table(
+    table: pd.DataFrame, columns: Columns, is_csv: bool, group_by: str | None = None
+) -> CheckedRows:
+    """Run every row check on ``table`` in one vectorised pass (ad set / campaign consistency
+    within each ``group_by`` value, e.g. the account). ``table``'s index is the 0-based position
+    of each row in the source, so problems name the source's rows."""
+    row_number = table.index.to_numpy() + 1
+    table = table.reset_index(drop=True)
+    problems = _Problems(row_number, is_csv)
+    n, r, ids = _check_rows(table, columns, problems)
+    ids = {k: v.to_numpy(dtype=object) for k, v in ids.items()}
+    bad = problems.bad_rows()
+    zero = (n == 0).to_numpy() & ~bad
+    groups = None if group_by is None else ids[group_by]
+    conflict = _check_campaigns(
+        ids[columns.adset], ids[columns.campaign], ~bad & ~zero, columns.campaign, problems, groups
+    )
+    found = problems.table()
+    position = np.searchsorted(row_number, found["row"].to_numpy(dtype=np.int64))
+    times = None if columns.time is None else table[columns.time].to_numpy()
+    return CheckedRows(
+        n.to_numpy(dtype=np.float64),
+        r.to_numpy(dtype=np.float64),
+        ids,
+        times,
+        row_number,
+        found.reset_index(drop=True),
+        position,
+        bad | conflict,
+        zero,
+        conflict,
+    )
+
+
+def rows_to_data(
+    checked: CheckedRows,
+    columns: Columns,
+    name: str,
+    *,
+    positions: np.ndarray | None = None,
+    problems: pd.DataFrame | None = None,
+    on_invalid: Literal["raise", "drop"] = "raise",
+    account: str | None = None,
+) -> RevenueData:
+    """Raise on (or drop) the problems among the rows at ``positions`` (default: all) and pack
+    the valid rows with conversions into :class:`RevenueData`. ``problems``: those rows'
+    problems, when the caller has already grouped them."""
+    if positions is None:
+        positions = np.arange(len(checked.row_number))
+        problems = checked.problems
+    elif problems is None:
+        problems = checked.problems[np.isin(checked.problem_position, positions)]
+    if len(problems) and on_invalid == "raise":
+        raise _ERRORS[problems.iloc[0]["kind"]](name, problems)
+    keep = positions[~checked.bad[positions] & ~checked.zero[positions]]
+    if not len(keep):
+        raise NoObservationsError(
+            f"{name}: no row with at least one conversion and valid revenue to fit"
+        )
+    report = DataReport(
+        source=name,
+        rows_read=len(positions),
+        rows_used=len(keep),
+        zero_conversion_rows=int(checked.zero[positions].sum()),
+        invalid=problems.reset_index(drop=True),
+    )
+    return _pack(
+        checked.ids[columns.campaign][keep],
+        checked.ids[columns.adset][keep],
+        checked.conversions[keep],
+        checked.revenue[keep],
+        checked.row_number[keep],
+        None if checked.times is None else checked.times[keep],
+        report,
+        account,
+    )
 
 
 def load_revenue_data(
@@ -452,94 +559,86 @@ def validate_rows(
     ``table``'s index must be the 0-based position of each row in the source, so that errors
     name the source's rows (a slice of a larger table keeps its index).
     """
-    # Row numbers refer to the input as given (before the account filter).
-    row_number = table.index.to_numpy() + 1
-    table = table.reset_index(drop=True)
-    problems = _Problems(row_number, is_csv)
-    n, r, ids = _check_rows(table, columns, problems)
-    bad_rows = problems.bad_rows()
-    zero = (n == 0).to_numpy() & ~bad_rows
-    conflict = _check_campaigns(
-        ids[columns.adset], ids[columns.campaign], ~bad_rows & ~zero, columns.campaign, problems
-    )
-    found = problems.table()
-    if len(found) and on_invalid == "raise":
-        raise _ERRORS[found.iloc[0]["kind"]](name, found)
+    checked = check_table(table, columns, is_csv)
+    return rows_to_data(checked, columns, name, on_invalid=on_invalid, account=account)
 
-    keep = ~bad_rows & ~zero & ~conflict
-    if not keep.any():
-        raise NoObservationsError(
-            f"{name}: no row with at least one conversion and valid revenue to fit"
-        )
-    obs = pd.DataFrame(
+
+def _pack(
+    campaign: np.ndarray,
+    adset: np.ndarray,
+    conversions: np.ndarray,
+    revenue: np.ndarray,
+    row: np.ndarray,
+    times: np.ndarray | None,
+    report: DataReport,
+    account: str | None,
+) -> RevenueData:
+    """Order campaigns and ad sets (campaigns by label, ad sets by campaign then label), build
+    the model arrays and the raw per-ad-set and per-campaign tables (NumPy: fast enough to pack
+    thousands of accounts)."""
+    campaigns, campaign_of_obs = np.unique(campaign.astype(str), return_inverse=True)
+    labels, first, adset_of_obs = np.unique(
+        adset.astype(str), return_index=True, return_inverse=True
+    )
+    campaign_of_label = campaign_of_obs[first]
+    order = np.lexsort((labels, campaign_of_label))  # model order of the ad sets
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    obs_adset = rank[adset_of_obs]
+    adset_campaign = campaign_of_label[order]
+    num_adsets, num_campaigns = len(labels), len(campaigns)
+
+    def per_adset(weights=None):
+        return np.bincount(obs_adset, weights=weights, minlength=num_adsets)
+
+    adset_table = pd.DataFrame(
         {
-            "campaign": ids[columns.campaign][keep].to_numpy(dtype=object),
-            "adset": ids[columns.adset][keep].to_numpy(dtype=object),
-            "conversions": n[keep].to_numpy(dtype=np.float64),
-            "revenue": r[keep].to_numpy(dtype=np.float64),
-            "row": row_number[keep],
+            "adset": labels[order].astype(object),
+            "campaign": campaigns[adset_campaign].astype(object),
+            "n_obs": per_adset().astype(np.int64),
+            "conversions": per_adset(conversions),
+            "revenue": per_adset(revenue),
         }
     )
-    if columns.time is not None:
-        obs.insert(2, "time", table[columns.time][keep].to_numpy())
-
-    report = DataReport(
-        source=name,
-        rows_read=len(table),
-        rows_used=int(keep.sum()),
-        zero_conversion_rows=int(zero.sum()),
-        invalid=found.reset_index(drop=True),
-    )
-    return _pack(obs, report, account)
-
-
-def _pack(obs: pd.DataFrame, report: DataReport, account: str | None) -> RevenueData:
-    """Order campaigns and ad sets (sorted by label), build the model arrays and raw tables."""
-    campaigns = sorted(obs["campaign"].unique())
-    adset_table = (
-        obs.groupby("adset", sort=False)
-        .agg(
-            campaign=("campaign", "first"),
-            n_obs=("row", "size"),
-            conversions=("conversions", "sum"),
-            revenue=("revenue", "sum"),
-        )
-        .reset_index()
-    )
-    campaign_index = {c: i for i, c in enumerate(campaigns)}
-    adset_table["campaign_index"] = adset_table["campaign"].map(campaign_index)
-    adset_table = adset_table.sort_values(["campaign_index", "adset"], kind="stable")
-    adset_table = adset_table.reset_index(drop=True)
     adset_table["raw_mean"] = adset_table["revenue"] / adset_table["conversions"]
-    adset_index = {a: i for i, a in enumerate(adset_table["adset"])}
 
-    campaign_table = (
-        adset_table.groupby("campaign", sort=False)
-        .agg(
-            n_adsets=("adset", "size"),
-            n_obs=("n_obs", "sum"),
-            conversions=("conversions", "sum"),
-            revenue=("revenue", "sum"),
-        )
-        .reindex(campaigns)
-        .reset_index()
+    def per_campaign(values=None):
+        return np.bincount(adset_campaign, weights=values, minlength=num_campaigns)
+
+    campaign_table = pd.DataFrame(
+        {
+            "campaign": campaigns.astype(object),
+            "n_adsets": per_campaign().astype(np.int64),
+            "n_obs": per_campaign(adset_table["n_obs"].to_numpy()).astype(np.int64),
+            "conversions": per_campaign(adset_table["conversions"].to_numpy()),
+            "revenue": per_campaign(adset_table["revenue"].to_numpy()),
+        }
     )
     campaign_table["raw_mean"] = campaign_table["revenue"] / campaign_table["conversions"]
 
-    num_obs = len(obs)
+    observations = {
+        "campaign": campaign.astype(object),
+        "adset": adset.astype(object),
+        "conversions": conversions,
+        "revenue": revenue,
+        "row": row,
+    }
+    if times is not None:
+        observations = {"campaign": observations.pop("campaign"), "adset": observations.pop(
+            "adset"), "time": times, **observations}  # fmt: skip
     arrays = RevenueArrays(
-        log_revenue=np.log(obs["revenue"].to_numpy()),
-        conversions=obs["conversions"].to_numpy(),
-        adset=obs["adset"].map(adset_index).to_numpy(dtype=np.int32),
-        adset_campaign=adset_table["campaign_index"].to_numpy(dtype=np.int32),
-        obs_mask=np.ones(num_obs, dtype=bool),
-        adset_mask=np.ones(len(adset_table), dtype=bool),
-        campaign_mask=np.ones(len(campaigns), dtype=bool),
+        log_revenue=np.log(revenue),
+        conversions=conversions,
+        adset=obs_adset.astype(np.int32),
+        adset_campaign=adset_campaign.astype(np.int32),
+        obs_mask=np.ones(len(revenue), dtype=bool),
+        adset_mask=np.ones(num_adsets, dtype=bool),
+        campaign_mask=np.ones(num_campaigns, dtype=bool),
     )
     return RevenueData(
         arrays=arrays,
-        observations=obs,
-        adsets=adset_table.drop(columns="campaign_index"),
+        observations=pd.DataFrame(observations),
+        adsets=adset_table,
         campaigns=campaign_table,
         report=report,
         account=account,
