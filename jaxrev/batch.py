@@ -54,7 +54,7 @@ from jaxrev.buckets import (
     plan_buckets,
     stack_lanes,
 )
-from jaxrev.compile_cache import CompileCounter
+from jaxrev.compile_cache import CompileCounter, register_cache, release_compiled_programs
 from jaxrev.data import (
     Columns,
     InvalidDataError,
@@ -97,7 +97,10 @@ class BatchOptions:
 
     Attributes:
         svi: SVI settings of the first rung (mean-field by default; ``guide`` must be meanfield
-            or lowrank here, full-rank being the second rung).
+            or lowrank here, full-rank being the second rung). Shorter than :func:`jaxrev.fit`'s
+            (learning rate decayed over 3,000 steps, averaged over 1,000 more): on 60 small
+            simulated accounts this matched NUTS as well as 8,000 steps (median |Δmean| 0.084
+            vs 0.087 posterior sd) in half the time.
         more_steps: extra SVI steps allowed beyond ``svi.max_steps`` (first fallback).
         fullrank: try a full-rank guide for accounts SVI could not fit.
         fullrank_svi: SVI settings of that rung (default: ``svi`` with the full-rank guide).
@@ -113,7 +116,7 @@ class BatchOptions:
         seed: base seed; each account's seed is a digest of (seed, account id).
     """
 
-    svi: SVIOptions = SVIOptions(max_steps=12_000)
+    svi: SVIOptions = SVIOptions(max_steps=12_000, decay_steps=3_000, average_steps=1_000)
     more_steps: int = 12_000
     fullrank: bool = True
     fullrank_svi: SVIOptions | None = None
@@ -342,6 +345,9 @@ def _vectorised(fn: Callable, model: str, priors, options, *static) -> Callable:
     return jax.jit(jax.vmap(partial(fn, model, priors, options, *static)))
 
 
+register_cache(_vectorised.cache_clear)
+
+
 @jax.jit
 def _gather(tree, index: jax.Array):
     """Select accounts (one compiled gather for the whole tree, per batch-size pair)."""
@@ -544,6 +550,7 @@ def fit_bucket(
     as accounts finish (in-process runs only; it is not part of the picklable spec).
     """
     t0 = time.perf_counter()
+    release_compiled_programs()  # a long run meets many shapes (see jaxrev.compile_cache)
     options, model, priors = spec.options, spec.model, spec.priors
     store = ResultStore(spec.out_dir) if spec.out_dir else None
     done = store.completed() if store else set()
@@ -613,6 +620,7 @@ def fit_bucket(
 
     # Rung 3: NUTS, one account at a time.
     for i in list(pending) if options.nuts else []:
+        release_compiled_programs()
         t_stage = time.perf_counter()
         arrays = jax.tree.map(jnp.asarray, padded[i])
         try:

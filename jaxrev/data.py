@@ -234,6 +234,10 @@ def read_table(source: pd.DataFrame | str | Path) -> tuple[pd.DataFrame, str, bo
     """
     if isinstance(source, pd.DataFrame):
         return source.reset_index(drop=True), "<DataFrame>", False
+    if not isinstance(source, (str, Path)):
+        raise TypeError(
+            f"expected a DataFrame or the path of a CSV/Parquet file, got {type(source).__name__}"
+        )
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")

@@ -55,6 +55,7 @@ from numpyro.infer.initialization import init_to_value
 from numpyro.infer.util import constrain_fn, log_density, potential_energy, unconstrain_fn
 from numpyro.optim import optax_to_numpyro
 
+from jaxrev.compile_cache import register_cache, release_compiled_programs
 from jaxrev.data import Columns, RevenueData, load_revenue_data
 from jaxrev.model import ModelSpec, RevenueArrays, get_model
 from jaxrev.result import FitDiagnostics, RevenueFit
@@ -511,6 +512,9 @@ def _chain_mapped(fn, chain_method: str, static: tuple):
     return jax.jit(core)  # sequential: one chain per call
 
 
+register_cache(_chain_mapped.cache_clear)
+
+
 def _run_chains(fn, chain_method: str, static: tuple, per_chain, arrays):
     mapped = _chain_mapped(fn, chain_method, static)
     if chain_method != "sequential":
@@ -800,6 +804,7 @@ def fit(
         import sys
 
         progress = sys.stderr.isatty()
+    release_compiled_programs()  # before compiling more (see jaxrev.compile_cache)
     arrays = data.device_arrays()
     key = jax.random.key(seed)
     sample_stats = None
