@@ -1,7 +1,7 @@
 r"""Thousands of accounts in one vectorised, resumable job: :func:`fit_accounts`.
 
-Plan. Accounts are validated one by one (a garbage account becomes a ``failed`` row, the batch goes
-on), padded to shape buckets (:mod:`jaxrev.buckets`) and fitted bucket by bucket with SVI as
+Plan. Accounts are validated (one vectorised pass over a long table; a garbage account becomes a
+``failed`` row and the batch goes on), padded to shape buckets (:mod:`jaxrev.buckets`) and fitted bucket by bucket with SVI as
 ``jit(vmap(...))`` over the accounts axis — one compiled program per bucket shape and batch size,
 never one per account.
 
