@@ -1,9 +1,9 @@
 r"""Thousands of accounts in one vectorised, resumable job: :func:`fit_accounts`.
 
 Plan. Accounts are validated (one vectorised pass over a long table; a garbage account becomes a
-``failed`` row and the batch goes on), padded to shape buckets (:mod:`jaxrev.buckets`) and fitted bucket by bucket with SVI as
-``jit(vmap(...))`` over the accounts axis — one compiled program per bucket shape and batch size,
-never one per account.
+``failed`` row and the batch goes on), padded to shape buckets (:mod:`jaxrev.buckets`) and
+fitted bucket by bucket with SVI as ``jit(vmap(...))`` over the accounts axis — one compiled
+program per bucket shape and batch size, never one per account.
 
 Convergence per account. SVI runs in chunks of ``window`` steps; between chunks the host computes
 each account's windowed relative ELBO change (as :func:`jaxrev.inference.fit` does for one
@@ -220,7 +220,8 @@ def load_accounts(
 ) -> tuple[list[AccountInput], pd.DataFrame]:
     """Validate every account of a long table (one vectorised pass over all rows), a folder of
     per-account files or a mapping of account -> DataFrame. Returns the fittable accounts and a
-    ``failed: invalid data`` status row for each of the others."""
+    ``failed: invalid data: ...`` (or ``failed: no observations: ...`` for an account without a
+    single conversion) status row for each of the others."""
     accounts, failed = [], []
 
     def add(account: str, make: Callable[[], RevenueData], raw: Callable[[], pd.DataFrame]):
@@ -228,10 +229,11 @@ def load_accounts(
             data = make()
         except (InvalidDataError, NoObservationsError) as err:
             rows = raw()
+            kind = "no observations" if isinstance(err, NoObservationsError) else "invalid data"
             failed.append(
                 _status_row(
                     account,
-                    f"failed: invalid data: {str(err).splitlines()[0]}",
+                    f"failed: {kind}: {str(err).splitlines()[0]}",
                     fingerprint(model, priors, options, None, raw=rows),
                     error=str(err),
                     num_obs=len(rows),
