@@ -1,9 +1,50 @@
-"""jaxssm: a Poisson dynamic factor state-space model fitted by Laplace-EM in pure JAX.
+r"""jaxssm: a Poisson dynamic factor state-space model fitted by Laplace-EM in pure JAX.
 
-$X_i(\\ell) \\mid f_i \\sim \\mathrm{Poisson}(\\lambda_{i\\ell})$,
-$\\log \\lambda_i = \\mu + \\Lambda f_i$,
-$f_i = \\Phi f_{i-1} + \\varepsilon$, $\\varepsilon \\sim N(0, Q)$, $f_1 \\sim N(a_1, P_1)$.
-The model and its stargazers application arrive with their own issues; this package is their home.
+$X_i(\ell) \mid f_i \sim \mathrm{Poisson}(\lambda_{i\ell})$,
+$\log \lambda_i = o_i + \mu + \Lambda f_i$,
+$f_i = \Phi f_{i-1} + \varepsilon$, $\varepsilon \sim N(0, Q)$, $f_1 \sim N(a_1, P_1)$.
 """
 
-__all__: list[str] = []
+from jaxssm.em import EMSettings
+from jaxssm.fit import LaplaceEMResult, fit_laplace_em, initial_params
+from jaxssm.forecast import (
+    FactorSelection,
+    Forecast,
+    Imputation,
+    expected_rates,
+    forecast,
+    impute,
+    log_rate_moments,
+    predictive_log_likelihood,
+    sample_posterior,
+    select_num_factors,
+)
+from jaxssm.laplace import LaplacePosterior, laplace_posterior
+from jaxssm.params import DataError, Panel, Params, Priors, make_panel
+from jaxssm.simulate import random_params, simulate_panel
+
+__all__ = [
+    "DataError",
+    "EMSettings",
+    "FactorSelection",
+    "Forecast",
+    "Imputation",
+    "LaplaceEMResult",
+    "LaplacePosterior",
+    "Panel",
+    "Params",
+    "Priors",
+    "expected_rates",
+    "fit_laplace_em",
+    "forecast",
+    "impute",
+    "initial_params",
+    "laplace_posterior",
+    "log_rate_moments",
+    "make_panel",
+    "predictive_log_likelihood",
+    "random_params",
+    "sample_posterior",
+    "select_num_factors",
+    "simulate_panel",
+]

@@ -1,0 +1,328 @@
+r"""Laplace-EM for the Poisson dynamic factor model: :func:`fit_laplace_em`.
+
+One EM iteration at $\theta_t$:
+
+* **E-step** (:mod:`jaxssm.laplace`): Newton for $\hat f_{1:N}$, warm-started from the previous
+  mode, then $\hat V_{ii}$, $\hat V_{i,i-1}$ and the Laplace objective
+  $\mathcal J(\theta_t) = \log \hat p(X \mid \theta_t) + \log p(\mu, \Lambda)$ (MAP-EM).
+* **M-step, emission** — per location $\ell$ (vmapped), Newton on the concave expected log
+  likelihood plus the log prior, in $(\mu_\ell, \Lambda_\ell)$ jointly:
+
+  $$\sum_i M_{i\ell}\Big[X_i(\ell)\big(o_{i\ell} + \mu_\ell + \Lambda_\ell^\top \hat f_i\big)
+    - \exp\big(o_{i\ell} + \mu_\ell + \Lambda_\ell^\top \hat f_i
+    + \tfrac12 \Lambda_\ell^\top \hat V_{ii} \Lambda_\ell\big)\Big]
+    - \frac{(\mu_\ell - \bar\mu)^2}{2 s_\mu^2} - \frac{\lVert\Lambda_\ell\rVert^2}{2 s_\Lambda^2}.$$
+
+  (The seed's version drops $\mu$ from the first term and writes $\Lambda$ for $\Lambda_\ell$ in the
+  $\mu$-gradient; the gradient in $\Lambda_\ell$ is
+  $\sum_i M_{i\ell}[X_i(\ell)\hat f_i - \hat\lambda_{i\ell}(\hat f_i + \hat V_{ii}\Lambda_\ell)]$.)
+* **M-step, transition** — closed form with $Q = I$ fixed:
+  $\Phi = \big(\sum_{i\ge2} \hat f_i \hat f_{i-1}^\top + \hat V_{i,i-1}\big)
+  \big(\sum_{i\ge2} \hat f_{i-1}\hat f_{i-1}^\top + \hat V_{i-1,i-1}\big)^{-1}$;
+  $a_1 = \hat f_1$, $P_1 = \hat V_{11}$ (floored) when ``update_initial``.
+
+**Identifiability.** For any invertible $T$, $(\Lambda T^{-1}, T\Phi T^{-1}, TQT^\top, T f)$
+gives the same likelihood. $Q = I$ pins the scale (every model has an equivalent one with
+$Q = I$); the remaining rotations are removed after each M-step by rotating to orthogonal
+loading columns of decreasing norm ($\Lambda = U S W^\top \to U S$), each with a positive sum of
+cubes. This is a pure reparametrisation (the isotropic prior on $\Lambda_\ell$ is rotation
+invariant), so the objective is unchanged and fits are reproducible and comparable.
+
+**Priors (MAP-EM, on by default).** $\mu_\ell \sim N(\bar\mu, s_\mu^2)$ around the pooled log-rate
+and $\Lambda_{\ell k} \sim N(0, s_\Lambda^2)$: an all-zero location keeps a finite $\mu_\ell$ and
+loadings cannot blow up when $m \gg N$. See :class:`jaxssm.params.Priors`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxssm import block_tridiag as bt
+from jaxssm.laplace import (
+    CONVERGED,
+    NON_FINITE,
+    LaplacePosterior,
+    laplace_posterior,
+)
+from jaxssm.model import ETA_MAX, poisson_emission
+from jaxssm.params import MStepPrior, Panel, Params
+
+
+class EMSettings(NamedTuple):
+    """Static settings of one EM iteration (plain Python values; hashable for ``jit``)."""
+
+    max_newton_steps: int = 50
+    newton_tol: float | None = None
+    mstep_newton_steps: int = 25
+    update_initial: bool = False
+    normalize: bool = True
+
+
+# ---------------------------------------------------------------------------------------------
+# M-step
+
+
+def _maximize_concave(fun, theta0, max_steps: int, tol: float):
+    """Damped Newton with backtracking for a smooth concave function of a small vector."""
+    grad = jax.grad(fun)
+    hess = jax.hessian(fun)
+    eye = jnp.eye(theta0.shape[0], dtype=theta0.dtype)
+
+    def cond(carry):
+        _, k, dec, _ = carry
+        return (k < max_steps) & (dec > tol)
+
+    def body(carry):
+        theta, k, _, value = carry
+        g = grad(theta)
+        H = hess(theta)
+        # -H is positive definite for a concave objective with a proper prior; the jitter keeps
+        # it so in float32 when a location has no information at all.
+        scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(H))), 1.0)
+        d = jnp.linalg.solve(-H + 1e-9 * scale * eye, g)
+        dec = jnp.sum(g * d)
+
+        def halve(args):
+            a, _ = args
+            a = 0.5 * a
+            return a, fun(theta + a * d)
+
+        alpha, new_value = jax.lax.while_loop(
+            lambda args: ~(jnp.isfinite(args[1]) & (args[1] >= value)) & (args[0] > 1e-6),
+            halve,
+            (jnp.asarray(1.0, theta.dtype), fun(theta + d)),
+        )
+        ok = jnp.isfinite(new_value) & (new_value >= value)
+        theta = jnp.where(ok, theta + alpha * d, theta)
+        value = jnp.where(ok, new_value, value)
+        dec = jnp.where(ok & jnp.isfinite(dec), dec, 0.0)
+        return theta, k + 1, dec, value
+
+    init = (theta0, jnp.asarray(0), jnp.asarray(jnp.inf, theta0.dtype), fun(theta0))
+    theta, _, _, _ = jax.lax.while_loop(cond, body, init)
+    return theta
+
+
+def expected_emission_objective(theta, x, mask, offset, mean, V_diag, prior: MStepPrior):
+    r"""The M-step objective of one location, $\theta_\ell = (\mu_\ell, \Lambda_\ell)$."""
+    mu, lam = theta[0], theta[1:]
+    eta = offset + mu + mean @ lam
+    var = jnp.einsum("k,nkj,j->n", lam, V_diag, lam)
+    rate = jnp.exp(jnp.minimum(eta + 0.5 * var, ETA_MAX))
+    loglik = jnp.sum(jnp.where(mask, x * eta - rate, 0.0))
+    log_prior = -0.5 * prior.mu_precision * (mu - prior.mu_mean) ** 2
+    log_prior -= 0.5 * prior.loading_precision * jnp.sum(lam**2)
+    return loglik + log_prior
+
+
+def update_emission(
+    panel: Panel, posterior: LaplacePosterior, params: Params, prior: MStepPrior, steps: int
+) -> tuple[jax.Array, jax.Array]:
+    """New $(\\mu, \\Lambda)$, one small Newton problem per location, vmapped."""
+    tol = 1e-12 if params.mu.dtype == jnp.float64 else 1e-6
+    theta0 = jnp.concatenate([params.mu[:, None], params.Lambda], axis=1)
+
+    def one(theta, x, mask, offset, mu_mean):
+        fun = partial(
+            expected_emission_objective,
+            x=x,
+            mask=mask,
+            offset=offset,
+            mean=posterior.mean,
+            V_diag=posterior.V_diag,
+            prior=prior._replace(mu_mean=mu_mean),
+        )
+        return _maximize_concave(fun, theta, steps, tol)
+
+    theta = jax.vmap(one, in_axes=(0, 1, 1, 1, 0))(
+        theta0, panel.counts, panel.mask, panel.offset, prior.mu_mean
+    )
+    return theta[:, 0], theta[:, 1:]
+
+
+def update_transition(posterior: LaplacePosterior, params: Params) -> jax.Array:
+    r"""$\Phi$ in closed form with $Q$ fixed (the regression of $f_i$ on $f_{i-1}$)."""
+    f, V, V_sub = posterior.mean, posterior.V_diag, posterior.V_sub
+    S10 = jnp.einsum("ni,nj->ij", f[1:], f[:-1]) + jnp.sum(V_sub[1:], axis=0)
+    S00 = jnp.einsum("ni,nj->ij", f[:-1], f[:-1]) + jnp.sum(V[:-1], axis=0)
+    q = f.shape[-1]
+    ridge = 1e-8 * (1.0 + jnp.trace(S00)) * jnp.eye(q, dtype=f.dtype)
+    return jnp.linalg.solve(S00 + ridge, S10.T).T
+
+
+def normalize_rotation(params: Params, f: jax.Array) -> tuple[Params, jax.Array]:
+    r"""Rotate to orthogonal loading columns of decreasing norm, signs fixed by the sum of cubes.
+
+    $R = \mathrm{diag}(s) W^\top$ from $\Lambda = U S W^\top$: $\Lambda \to \Lambda R^\top$,
+    $\Phi \to R \Phi R^\top$, $Q \to R Q R^\top$, $a_1 \to R a_1$, $P_1 \to R P_1 R^\top$,
+    $f_i \to R f_i$.
+    """
+    _, _, Wt = jnp.linalg.svd(params.Lambda, full_matrices=False)
+    rotated = params.Lambda @ Wt.T
+    signs = jnp.where(jnp.sum(rotated**3, axis=0) < 0, -1.0, 1.0).astype(rotated.dtype)
+    R = signs[:, None] * Wt
+    new = Params(
+        mu=params.mu,
+        Lambda=params.Lambda @ R.T,
+        Phi=R @ params.Phi @ R.T,
+        Q=R @ params.Q @ R.T,
+        a1=R @ params.a1,
+        P1=R @ params.P1 @ R.T,
+    )
+    return new, f @ R.T
+
+
+def log_prior(params: Params, prior: MStepPrior) -> jax.Array:
+    """$\\log p(\\mu, \\Lambda)$ up to a constant."""
+    return -0.5 * (
+        prior.mu_precision * jnp.sum((params.mu - prior.mu_mean) ** 2)
+        + prior.loading_precision * jnp.sum(params.Lambda**2)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One EM iteration
+
+
+def static_posterior(panel: Panel, params: Params) -> LaplacePosterior:
+    """The q = 0 model (no latent factors): the 'posterior' is empty and the objective exact."""
+    N = panel.counts.shape[0]
+    dtype = panel.counts.dtype
+    empty = jnp.zeros((N, 0, 0), dtype)
+    f = jnp.zeros((N, 0), dtype)
+    value = jnp.sum(
+        jax.vmap(poisson_emission, in_axes=(0, 0, 0, 0, None))(
+            f, panel.counts, panel.mask, panel.offset, params
+        )
+    )
+    return LaplacePosterior(
+        mean=f,
+        V_diag=empty,
+        V_sub=empty,
+        chol=bt.BlockCholesky(empty, empty),
+        log_joint=value,
+        logdet=jnp.zeros((), dtype),
+        objective=value,
+        num_steps=jnp.asarray(0),
+        status=jnp.where(jnp.isfinite(value), CONVERGED, NON_FINITE),
+    )
+
+
+def e_step(panel: Panel, params: Params, f_init: jax.Array, settings: EMSettings):
+    """The Laplace posterior at ``params`` (pure; q = 0 handled statically)."""
+    if params.num_factors == 0:
+        return static_posterior(panel, params)
+    return laplace_posterior(
+        panel,
+        params,
+        f_init,
+        max_steps=settings.max_newton_steps,
+        tol=settings.newton_tol,
+    )
+
+
+def em_iteration(
+    panel: Panel, params: Params, f_init: jax.Array, prior: MStepPrior, settings: EMSettings
+) -> tuple[Params, jax.Array, LaplacePosterior, jax.Array]:
+    """One Laplace-EM iteration (pure). Returns ``(new params, warm start for the next E-step,
+    the posterior at the old params, the MAP-EM objective at the old params)``."""
+    posterior = e_step(panel, params, f_init, settings)
+    objective = posterior.objective + log_prior(params, prior)
+    mu, Lambda = update_emission(panel, posterior, params, prior, settings.mstep_newton_steps)
+    new = params._replace(mu=mu, Lambda=Lambda)
+    f_next = posterior.mean
+    if params.num_factors > 0:
+        new = new._replace(Phi=update_transition(posterior, params))
+        if settings.update_initial:
+            q = params.num_factors
+            floor = 1e-3 * jnp.eye(q, dtype=mu.dtype)
+            new = new._replace(a1=posterior.mean[0], P1=posterior.V_diag[0] + floor)
+        if settings.normalize:
+            new, f_next = normalize_rotation(new, f_next)
+    return new, f_next, posterior, objective
+
+
+em_step = jax.jit(em_iteration, static_argnames="settings")
+"""One jitted EM iteration; compiled once per (shapes, dtype, settings)."""
+
+
+class EMTrace(NamedTuple):
+    """Per-iteration traces of a whole-loop fit (NaN past the last iteration)."""
+
+    objective: jax.Array
+    newton_steps: jax.Array
+    newton_status: jax.Array
+
+
+def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: float):
+    """The whole EM loop in ``lax.while_loop`` (for batches under ``vmap`` and benchmarks)."""
+    dtype = panel.counts.dtype
+    trace0 = EMTrace(
+        objective=jnp.full((max_iterations,), jnp.nan, dtype),
+        newton_steps=jnp.zeros((max_iterations,), jnp.int32),
+        newton_status=jnp.zeros((max_iterations,), jnp.int32),
+    )
+
+    class Carry(NamedTuple):
+        params: Params
+        f: jax.Array
+        last_good: Params
+        f_good: jax.Array
+        previous: jax.Array
+        iteration: jax.Array
+        done: jax.Array
+        trace: EMTrace
+
+    def cond(c):
+        return ~c.done & (c.iteration < max_iterations)
+
+    def body(c):
+        new, f_next, post, objective = em_iteration(panel, c.params, c.f, prior, settings)
+        k = c.iteration
+        trace = EMTrace(
+            c.trace.objective.at[k].set(objective),
+            c.trace.newton_steps.at[k].set(post.num_steps.astype(jnp.int32)),
+            c.trace.newton_status.at[k].set(post.status.astype(jnp.int32)),
+        )
+        finite = jnp.isfinite(objective) & (post.status != NON_FINITE)
+        converged = jnp.abs(objective - c.previous) <= rtol * jnp.abs(objective)
+        keep = jax.tree.map(lambda a, b: jnp.where(finite, a, b), c.params, c.last_good)
+        f_keep = jnp.where(finite, c.f, c.f_good)
+        return Carry(
+            params=new,
+            f=f_next,
+            last_good=keep,
+            f_good=f_keep,
+            previous=objective,
+            iteration=k + 1,
+            done=converged | ~finite,
+            trace=trace,
+        )
+
+    init = Carry(
+        params, f_init, params, f_init, jnp.asarray(jnp.nan, dtype), jnp.asarray(0),
+        jnp.asarray(False), trace0,
+    )  # fmt: skip
+    out = jax.lax.while_loop(cond, body, init)
+    # On convergence the last accepted parameters are the ones whose objective was computed
+    # (out.last_good is their copy); on a non-finite iteration they are the last finite ones.
+    return out.last_good, out.f_good, out.iteration, out.trace
+
+
+em_loop = jax.jit(_em_loop, static_argnames=("settings", "max_iterations", "rtol"))
+
+
+def _em_loop_batch(panel, params, f_init, prior, settings, max_iterations: int, rtol: float):
+    """:func:`_em_loop` vmapped over a leading panel axis (each panel stops on its own)."""
+
+    def one(panel, params, f_init, prior):
+        return _em_loop(panel, params, f_init, prior, settings, max_iterations, rtol)
+
+    return jax.vmap(one)(panel, params, f_init, prior)
+
+
+em_loop_batch = jax.jit(_em_loop_batch, static_argnames=("settings", "max_iterations", "rtol"))
