@@ -258,8 +258,45 @@ class EMTrace(NamedTuple):
     newton_status: jax.Array
 
 
+#: Why an EM loop stopped.
+STOP_CONVERGED, STOP_PEAKED, STOP_NON_FINITE, STOP_MAX_ITERATIONS = 0, 1, 2, 3
+STOP_NAMES = {
+    STOP_CONVERGED: "converged",
+    STOP_PEAKED: "converged (objective peaked)",
+    STOP_NON_FINITE: "non_finite",
+    STOP_MAX_ITERATIONS: "max_iterations",
+}
+
+
+def stop_rule(objective, previous, best, rtol):
+    r"""The loop's stopping rule, shared by the host and the ``while_loop`` versions.
+
+    Laplace-EM is not an exact EM: its M-step maximises the expected complete log likelihood
+    under the Laplace posterior and ignores how the curvature term $-	frac12\log\det J$ of the
+    objective moves with $	heta$, so the objective can rise to a peak and then drift down slowly.
+    The rule stops on a relative change below ``rtol`` (``converged``) or on a decrease of more
+    than ``rtol`` relative below the best value so far (``peaked``); the caller returns the best
+    iterate, so the reported objective never decreases beyond tolerance.
+
+    Returns ``(stop code or -1 to go on, is_new_best)``.
+    """
+    finite = jnp.isfinite(objective)
+    new_best = finite & ~(objective <= best)  # best starts at -inf
+    converged = jnp.abs(objective - previous) <= rtol * jnp.abs(objective)
+    peaked = objective < best - rtol * jnp.abs(best)
+    code = jnp.where(
+        ~finite,
+        STOP_NON_FINITE,
+        jnp.where(peaked, STOP_PEAKED, jnp.where(converged, STOP_CONVERGED, -1)),
+    )
+    return code, new_best
+
+
 def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: float):
-    """The whole EM loop in ``lax.while_loop`` (for batches under ``vmap`` and benchmarks)."""
+    """The whole EM loop in ``lax.while_loop`` (for batches under ``vmap`` and benchmarks).
+
+    Returns ``(best params, warm start for their E-step, iterations, stop code, trace)``.
+    """
     dtype = panel.counts.dtype
     trace0 = EMTrace(
         objective=jnp.full((max_iterations,), jnp.nan, dtype),
@@ -270,47 +307,47 @@ def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: 
     class Carry(NamedTuple):
         params: Params
         f: jax.Array
-        last_good: Params
-        f_good: jax.Array
+        best: Params
+        f_best: jax.Array
+        best_objective: jax.Array
         previous: jax.Array
         iteration: jax.Array
-        done: jax.Array
+        code: jax.Array
         trace: EMTrace
 
     def cond(c):
-        return ~c.done & (c.iteration < max_iterations)
+        return (c.code < 0) & (c.iteration < max_iterations)
 
     def body(c):
         new, f_next, post, objective = em_iteration(panel, c.params, c.f, prior, settings)
+        objective = jnp.where(post.status == NON_FINITE, jnp.nan, objective)
         k = c.iteration
         trace = EMTrace(
             c.trace.objective.at[k].set(objective),
             c.trace.newton_steps.at[k].set(post.num_steps.astype(jnp.int32)),
             c.trace.newton_status.at[k].set(post.status.astype(jnp.int32)),
         )
-        finite = jnp.isfinite(objective) & (post.status != NON_FINITE)
-        converged = jnp.abs(objective - c.previous) <= rtol * jnp.abs(objective)
-        keep = jax.tree.map(lambda a, b: jnp.where(finite, a, b), c.params, c.last_good)
-        f_keep = jnp.where(finite, c.f, c.f_good)
+        code, new_best = stop_rule(objective, c.previous, c.best_objective, rtol)
+        pick = lambda a, b: jnp.where(new_best, a, b)  # noqa: E731
         return Carry(
             params=new,
             f=f_next,
-            last_good=keep,
-            f_good=f_keep,
+            best=jax.tree.map(pick, c.params, c.best),
+            f_best=pick(post.mean, c.f_best),
+            best_objective=pick(objective, c.best_objective),
             previous=objective,
             iteration=k + 1,
-            done=converged | ~finite,
+            code=code,
             trace=trace,
         )
 
     init = Carry(
-        params, f_init, params, f_init, jnp.asarray(jnp.nan, dtype), jnp.asarray(0),
-        jnp.asarray(False), trace0,
+        params, f_init, params, f_init, jnp.asarray(-jnp.inf, dtype), jnp.asarray(jnp.nan, dtype),
+        jnp.asarray(0), jnp.asarray(-1), trace0,
     )  # fmt: skip
     out = jax.lax.while_loop(cond, body, init)
-    # On convergence the last accepted parameters are the ones whose objective was computed
-    # (out.last_good is their copy); on a non-finite iteration they are the last finite ones.
-    return out.last_good, out.f_good, out.iteration, out.trace
+    code = jnp.where(out.code < 0, STOP_MAX_ITERATIONS, out.code)
+    return out.best, out.f_best, out.iteration, code, out.trace
 
 
 em_loop = jax.jit(_em_loop, static_argnames=("settings", "max_iterations", "rtol"))

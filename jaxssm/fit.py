@@ -17,8 +17,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxssm.em import EMSettings, e_step, em_loop, em_loop_batch, em_step, normalize_rotation
-from jaxssm.laplace import CONVERGED, NON_FINITE, STATUS_NAMES, LaplacePosterior
+from jaxssm.em import (
+    STOP_CONVERGED,
+    STOP_MAX_ITERATIONS,
+    STOP_NAMES,
+    STOP_NON_FINITE,
+    STOP_PEAKED,
+    EMSettings,
+    e_step,
+    em_loop,
+    em_loop_batch,
+    em_step,
+    normalize_rotation,
+    stop_rule,
+)
+from jaxssm.laplace import CONVERGED, NON_FINITE, STALLED, STATUS_NAMES, LaplacePosterior
 from jaxssm.params import MStepPrior, Panel, Params, Priors, make_panel
 
 
@@ -28,7 +41,8 @@ class LaplaceEMResult(NamedTuple):
     ``params`` the MAP-EM estimate; ``posterior`` the Laplace posterior of $f_{1:N}$ at
     ``params``; ``objective`` (num_iterations,) the MAP-EM objective per iteration (the Laplace
     $\\log p(X \\mid \\theta_t)$ plus the log prior); ``converged``; ``num_iterations``; ``status``
-    in words (``converged``, ``max_iterations``, ``non_finite: ...``); ``panel`` and ``prior``
+    in words (``converged``, ``converged (objective peaked)``, ``max_iterations``,
+    ``non_finite: ...``; see :func:`jaxssm.em.stop_rule`); ``panel`` and ``prior``
     as fitted. For a batch every field has a leading panel axis and ``status`` is a list.
     """
 
@@ -138,11 +152,11 @@ def _e_step_batch(panel, params, f_init, settings):
 _posterior_at_batch = jax.jit(_e_step_batch, static_argnames="settings")
 
 
-def _status(converged: bool, finite: bool, iterations: int, newton_status: int) -> str:
-    if not finite:
+def _status(code: int, newton_status: int) -> str:
+    if code == STOP_NON_FINITE:
         return "non_finite: an E-step or objective was not finite; the last finite parameters"
-    text = "converged" if converged else "max_iterations"
-    if newton_status not in (CONVERGED,) and newton_status != 3:
+    text = STOP_NAMES[code]
+    if newton_status not in (CONVERGED, STALLED):
         text += f" (final E-step Newton: {STATUS_NAMES[int(newton_status)]})"
     return text
 
@@ -154,7 +168,7 @@ def fit_laplace_em(
     mask=None,
     offset=None,
     priors: Priors = Priors(),
-    max_iterations: int = 200,
+    max_iterations: int = 1000,
     rtol: float = 1e-6,
     settings: EMSettings = EMSettings(),
     init: tuple[Params, jax.Array] | None = None,
@@ -195,31 +209,32 @@ def fit_laplace_em(
     prior = make_prior(panel, priors)
     params, f = init if init is not None else initial_params(panel, num_factors)
     if loop == "jax":
-        params, f, iterations, trace = em_loop(
+        params, f, iterations, code, trace = em_loop(
             panel, params, f, prior, settings=settings, max_iterations=max_iterations, rtol=rtol
         )
         posterior = _posterior_at(panel, params, f, settings=settings)
         objective = np.asarray(trace.objective)[: int(iterations)]
-        finite = bool(np.all(np.isfinite(objective))) and int(posterior.status) != NON_FINITE
-        converged = _converged(objective, rtol) and finite
-        status = _status(converged, finite, int(iterations), int(posterior.status))
-        return LaplaceEMResult(
-            params, posterior, objective[np.isfinite(objective)], converged, int(iterations),
-            status, panel, prior, settings,
-        )  # fmt: skip
+        return _result(
+            panel, params, posterior, objective, int(iterations), int(code), prior, settings
+        )
     return _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progress)
 
 
-def _converged(objective: np.ndarray, rtol: float) -> bool:
-    if len(objective) < 2:
-        return False
-    return bool(abs(objective[-1] - objective[-2]) <= rtol * abs(objective[-1]))
+def _result(panel, params, posterior, objective, iterations, code, prior, settings):
+    status = _status(code, int(posterior.status))
+    if code == STOP_NON_FINITE:
+        warnings.warn(f"Laplace-EM stopped: {status}", RuntimeWarning, stacklevel=4)
+    converged = code in (STOP_CONVERGED, STOP_PEAKED)
+    return LaplaceEMResult(
+        params, posterior, objective, bool(converged), iterations, status, panel, prior, settings
+    )
 
 
 def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progress):
     trace: list[float] = []
-    posterior = None
-    finite, converged = True, False
+    best = (params, f, None)
+    best_objective, previous = -math.inf, math.nan
+    code = STOP_MAX_ITERATIONS
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -228,45 +243,25 @@ def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progres
     try:
         for _ in range(max_iterations):
             new, f_next, post, objective = em_step(panel, params, f, prior, settings=settings)
-            objective = float(objective)
-            if not math.isfinite(objective) or int(post.status) == NON_FINITE:
-                finite = False
-                break
+            objective = math.nan if int(post.status) == NON_FINITE else float(objective)
             trace.append(objective)
-            posterior = post
+            stop, new_best = stop_rule(objective, previous, best_objective, rtol)
+            if bool(new_best):
+                best, best_objective = (params, post.mean, post), objective
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(objective=f"{objective:.6g}", newton=int(post.num_steps))
-            if _converged(np.asarray(trace), rtol):
-                converged = True
+            if int(stop) >= 0:
+                code = int(stop)
                 break
-            params, f = new, f_next
+            params, f, previous = new, f_next, objective
     finally:
         if bar is not None:
             bar.close()
+    params, f, posterior = best
     if posterior is None:  # not even the start values were finite
         posterior = _posterior_at(panel, params, f, settings=settings)
-    status = _status(converged, finite, len(trace), int(posterior.status))
-    if not finite:
-        warnings.warn(f"Laplace-EM stopped: {status}", RuntimeWarning, stacklevel=3)
-    objective = np.asarray(trace)
-    decrease = _max_decrease(objective)
-    if decrease > 1e-6 * abs(objective[-1]) + 1e-6:
-        warnings.warn(
-            f"the Laplace-EM objective decreased by {decrease:.3g} at some iteration "
-            "(the Laplace approximation is not exact; check the fit)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return LaplaceEMResult(
-        params, posterior, objective, converged, len(trace), status, panel, prior, settings
-    )
-
-
-def _max_decrease(objective: np.ndarray) -> float:
-    if len(objective) < 2:
-        return 0.0
-    return float(max(0.0, -np.min(np.diff(objective))))
+    return _result(panel, params, posterior, np.asarray(trace), len(trace), code, prior, settings)
 
 
 def _fit_batch(panel, num_factors, priors, max_iterations, rtol, settings) -> LaplaceEMResult:
@@ -278,19 +273,21 @@ def _fit_batch(panel, num_factors, priors, max_iterations, rtol, settings) -> La
     params = stack([s[0] for s in starts])
     f = stack([s[1] for s in starts])
     prior = stack(priors_b)
-    params, f, iterations, trace = em_loop_batch(
+    params, f, iterations, codes, trace = em_loop_batch(
         panel, params, f, prior, settings=settings, max_iterations=max_iterations, rtol=rtol
     )
     posterior = _posterior_at_batch(panel, params, f, settings=settings)
     objective = np.asarray(trace.objective)
-    iterations = np.asarray(iterations)
-    converged, status = [], []
+    iterations, codes = np.asarray(iterations), np.asarray(codes)
+    results = []
     for b in range(B):
-        obj = objective[b, : iterations[b]]
-        finite = bool(np.all(np.isfinite(obj))) and int(posterior.status[b]) != NON_FINITE
-        ok = _converged(obj, rtol) and finite
-        converged.append(ok)
-        status.append(_status(ok, finite, int(iterations[b]), int(posterior.status[b])))
+        post_b = jax.tree.map(lambda a, b=b: a[b], posterior)
+        obj_b = objective[b, : iterations[b]]
+        results.append(
+            _result(None, None, post_b, obj_b, int(iterations[b]), int(codes[b]), None, settings)
+        )
+    converged = [r.converged for r in results]
+    status = [r.status for r in results]
     return LaplaceEMResult(
         params, posterior, objective, np.asarray(converged), iterations, status, panel, prior,
         settings,
