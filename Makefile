@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo_output
 
-.PHONY: demo test lint bench-revenue clean
+.PHONY: demo test lint bench-revenue bench-ssm clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -30,6 +30,11 @@ lint: $(BIN)/python
 bench-revenue: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[stan]'
 	$(BIN)/python benchmarks/revenue_vs_stan.py
+
+# Laplace-EM against the dense Hessian, DynamicFactorMQ and Stan (needs the `bench` extra).
+bench-ssm: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/ssm_laplace_em.py
 
 clean:
 	rm -rf $(OUT) benchmarks/output .pytest_cache

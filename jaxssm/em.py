@@ -46,6 +46,7 @@ from jaxssm.laplace import (
     CONVERGED,
     NON_FINITE,
     LaplacePosterior,
+    dense_laplace_posterior,
     laplace_posterior,
 )
 from jaxssm.model import ETA_MAX, poisson_emission
@@ -60,6 +61,7 @@ class EMSettings(NamedTuple):
     mstep_newton_steps: int = 25
     update_initial: bool = False
     normalize: bool = True
+    dense_reference: bool = False  # E-step with a dense (Nq)x(Nq) Hessian: benchmarks only
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,10 +214,37 @@ def static_posterior(panel: Panel, params: Params) -> LaplacePosterior:
     )
 
 
+def dense_posterior(panel: Panel, params: Params, f_init: jax.Array, settings: EMSettings):
+    """The E-step the seed describes — Newton with the dense (Nq)x(Nq) Hessian and its inverse —
+    packed like :func:`~jaxssm.laplace.laplace_posterior`'s result (no block Cholesky)."""
+    f, V, objective = dense_laplace_posterior(
+        panel, params, f_init, max_steps=settings.max_newton_steps, tol=settings.newton_tol
+    )
+    N, q = f.shape
+    W = V.reshape(N, q, N, q)
+    idx = jnp.arange(N)
+    V_diag = W[idx, :, idx, :]
+    V_sub = jnp.concatenate([jnp.zeros((1, q, q), f.dtype), W[idx[1:], :, idx[1:] - 1, :]])
+    empty = jnp.zeros((N, q, q), f.dtype)
+    return LaplacePosterior(
+        mean=f,
+        V_diag=V_diag,
+        V_sub=V_sub,
+        chol=bt.BlockCholesky(empty, empty),
+        log_joint=objective,
+        logdet=jnp.zeros((), f.dtype),
+        objective=objective,
+        num_steps=jnp.asarray(0),
+        status=jnp.where(jnp.isfinite(objective), CONVERGED, NON_FINITE),
+    )
+
+
 def e_step(panel: Panel, params: Params, f_init: jax.Array, settings: EMSettings):
     """The Laplace posterior at ``params`` (pure; q = 0 handled statically)."""
     if params.num_factors == 0:
         return static_posterior(panel, params)
+    if settings.dense_reference:
+        return dense_posterior(panel, params, f_init, settings)
     return laplace_posterior(
         panel,
         params,

@@ -1,0 +1,128 @@
+"""Uses of a fit: expected rates, posterior draws, forecasts, imputation and the held-out
+predictive likelihood against Monte Carlo and closed forms; calibration of imputation and
+forecast intervals on simulated data; the choice of q."""
+
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+
+from jaxssm import (
+    expected_rates,
+    fit_laplace_em,
+    forecast,
+    impute,
+    log_rate_moments,
+    predictive_log_likelihood,
+    random_params,
+    sample_posterior,
+    select_num_factors,
+    simulate_panel,
+)
+
+M, Q, N, H = 25, 2, 48, 6
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return random_params(7, M, Q, loading_scale=0.5)
+
+
+@pytest.fixture(scope="module")
+def heldout_fit(truth):
+    """A fit on the first N windows of a longer simulated panel, 20% of cells held out."""
+    sim = simulate_panel(8, truth, N + H)
+    rng = np.random.default_rng(9)
+    heldout = rng.uniform(size=(N, M)) < 0.2
+    counts = np.where(heldout, np.nan, sim.counts[:N])
+    return sim, heldout, fit_laplace_em(counts, Q)
+
+
+def test_expected_rates_and_draws_match_monte_carlo(heldout_fit, key):
+    _, _, fit = heldout_fit
+    S = 20_000
+    f = sample_posterior(key, fit.posterior, S)
+    # draws have the posterior's blocks as covariance
+    centred = np.asarray(f - fit.posterior.mean)
+    cov = np.einsum("sni,snj->nij", centred, centred) / S
+    V = np.asarray(fit.posterior.V_diag)
+    se = np.sqrt((np.einsum("nii,njj->nij", V, V) + V**2) / S)
+    assert np.all(np.abs(cov - V) < 5 * se)
+    lag = np.einsum("sni,snj->nij", centred[:, 1:], centred[:, :-1]) / S
+    np.testing.assert_allclose(lag, fit.posterior.V_sub[1:], atol=6 * np.sqrt(V.max() ** 2 / S))
+    # E[lambda] in closed form against the mean of exp(log-rate) over draws
+    rates_mc = np.exp(np.asarray(fit.params.mu + f @ fit.params.Lambda.T)).mean(0)
+    np.testing.assert_allclose(expected_rates(fit.params, fit.posterior), rates_mc, rtol=0.02)
+
+
+def test_predictive_likelihood_against_monte_carlo_and_exact_static(heldout_fit, key):
+    sim, heldout, fit = heldout_fit
+    x = sim.counts[:N]
+    mean, var = (np.asarray(a) for a in log_rate_moments(fit.params, fit.posterior))
+    cells = np.argwhere(heldout)[:20]
+    got = np.asarray(predictive_log_likelihood(fit.params, fit.posterior, x, heldout))
+    for i, ell in cells:
+        z = np.asarray(jax.random.normal(jax.random.fold_in(key, i * M + ell), (200_000,)))
+        draws = mean[i, ell] + np.sqrt(var[i, ell]) * z
+        mc = np.log(np.mean(stats.poisson.pmf(x[i, ell], np.exp(draws))))
+        assert abs(got[i, ell] - mc) < 0.01, (i, ell, got[i, ell], mc)
+    assert np.all(np.isnan(got[~heldout]))
+    static = fit_laplace_em(np.where(heldout, np.nan, x), 0)
+    exact = stats.poisson.logpmf(x, np.exp(np.asarray(static.params.mu)))
+    got0 = np.asarray(predictive_log_likelihood(static.params, static.posterior, x, heldout))
+    np.testing.assert_allclose(got0[heldout], exact[heldout], rtol=1e-10)
+
+
+def test_imputation_keeps_observed_cells_and_is_calibrated(heldout_fit, key):
+    sim, heldout, fit = heldout_fit
+    draws = impute(key, fit.params, fit.posterior, fit.panel, num_draws=2000)
+    observed = ~heldout
+    assert np.all(np.asarray(draws.counts)[:, observed] == sim.counts[:N][observed])
+    np.testing.assert_allclose(np.asarray(draws.proportions).sum(-1), 1.0, rtol=1e-10)
+    # 90% central intervals of the imputed counts cover the hidden true counts ~90% of the
+    # time (discrete counts: inclusive intervals cover at least nominal; binomial sd ~ 1.2%
+    # over ~240 cells, so [0.84, 0.99]).
+    lo, hi = np.quantile(np.asarray(draws.counts), [0.05, 0.95], axis=0)
+    truth_counts = sim.counts[:N]
+    covered = (truth_counts >= lo) & (truth_counts <= hi)
+    coverage = covered[heldout].mean()
+    assert 0.84 <= coverage <= 0.99, coverage
+    # mean of imputed counts ~ expected rates
+    rates = np.asarray(expected_rates(fit.params, fit.posterior))
+    np.testing.assert_allclose(
+        np.asarray(draws.counts).mean(0)[heldout], rates[heldout], rtol=0.15, atol=0.3
+    )
+
+
+def test_forecast_moments_and_calibration(heldout_fit, key):
+    sim, _, fit = heldout_fit
+    S = 4000
+    fc = forecast(key, fit.params, fit.posterior, H, num_draws=S)
+    assert fc.counts.shape == (S, H, M)
+    # closed form: E f_{N+k} = Phi^k f_N, Cov = Phi^k V_NN Phi^kT + sum_j Phi^j Q Phi^jT
+    Phi = np.asarray(fit.params.Phi)
+    mean = np.asarray(fit.posterior.mean[-1])
+    cov = np.asarray(fit.posterior.V_diag[-1])
+    for k in range(H):
+        mean = Phi @ mean
+        cov = Phi @ cov @ Phi.T + np.asarray(fit.params.Q)
+        draws = np.asarray(fc.f[:, k])
+        assert np.all(np.abs(draws.mean(0) - mean) < 5 * np.sqrt(np.diag(cov) / S))
+        np.testing.assert_allclose(np.cov(draws, rowvar=False), cov, rtol=0.12)
+    # the 90% interval of forecast counts covers the simulated future counts
+    _, lo, hi = fc.interval(0.9)
+    future = sim.counts[N:]
+    coverage = ((future >= lo) & (future <= hi)).mean()
+    assert 0.8 <= coverage <= 1.0, coverage
+
+
+def test_select_num_factors_prefers_dynamics_when_present(truth, key):
+    sim = simulate_panel(10, truth, N)
+    choice = select_num_factors(key, sim.counts, candidates=(0, 1, 2), max_iterations=300)
+    table = choice.table.set_index("num_factors")
+    assert choice.best >= 1
+    gain = (
+        table.loc[choice.best, "heldout_loglik_per_cell"] - table.loc[0, "heldout_loglik_per_cell"]
+    )
+    assert gain > 3 * table.loc[choice.best, "heldout_loglik_se"]
+    assert choice.heldout.sum() > 0 and not np.any(choice.heldout & np.isnan(sim.counts))
