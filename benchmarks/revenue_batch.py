@@ -292,9 +292,59 @@ def run_small(args, out: dict) -> None:
     print(json.dumps(row, indent=1), flush=True)
 
 
+def run_steps(args, out: dict) -> None:
+    """Cost of one vectorised SVI step against the batch size B for one bucket shape (the
+    measured basis of the GPU estimate): if a step's time grows ~linearly in B the CPU is
+    compute-bound, and the B = 1 time is the fixed per-step overhead."""
+    import jax
+
+    from jaxrev.batch import BatchOptions, _vectorised, load_accounts, stage_init
+    from jaxrev.buckets import BucketShape, pad_account, stack_lanes
+    from jaxrev.data import Columns
+    from jaxrev.inference import svi_chunk
+    from jaxrev.model import MultilevelPriors
+
+    fresh_start()
+    table = small_accounts(64, args.seed + 2)
+    options = BatchOptions()
+    priors = MultilevelPriors()
+    accounts, _ = load_accounts(table, Columns(), "multilevel", priors, options)
+    shape = BucketShape(128, 8, 4)
+    lanes = []
+    for a in accounts:
+        d = a.data
+        if d.num_observations <= 128 and d.num_adsets <= 8 and d.num_campaigns <= 4:
+            lanes.append(pad_account(d.arrays, shape))
+    svi = options.svi
+    rows = []
+    for size in (1, 8, 64, 256):
+        arrays = stack_lanes(lanes[: min(size, len(lanes))], size)
+        arrays = jax.tree.map(
+            lambda x: np.asarray(x, np.float32) if np.asarray(x).dtype == np.float64 else x,
+            arrays,
+        )
+        init = _vectorised(stage_init, "multilevel", priors, svi, 0)
+        chunk = _vectorised(svi_chunk, "multilevel", priors, svi)
+        state, _ = init(np.arange(size, dtype=np.uint32), arrays)
+        state, losses = chunk(state, arrays)  # compile
+        jax.block_until_ready(losses)
+        t0 = time.perf_counter()
+        repeats = 5
+        for _ in range(repeats):
+            state, losses = chunk(state, arrays)
+        jax.block_until_ready(losses)
+        per_step = (time.perf_counter() - t0) / (repeats * svi.window)
+        rows.append(
+            {"batch": size, "ms_per_step": round(1e3 * per_step, 4),
+             "us_per_lane_step": round(1e6 * per_step / size, 2)}
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+    out["steps"] = {"shape": "128 obs x 8 adsets x 4 campaigns", "window": svi.window, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="skewed,loop,stan,small")
+    parser.add_argument("--sections", default="skewed,loop,stan,small,steps")
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--loop-subset", type=int, default=100)
     parser.add_argument("--stan-subset", type=int, default=30)
@@ -327,6 +377,8 @@ def main() -> None:
         run_stan(args, table, summary, out)
     if "small" in sections:
         run_small(args, out)
+    if "steps" in sections:
+        run_steps(args, out)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=str))
     print(f"\nwrote {args.out}")
