@@ -6,7 +6,7 @@ $f_i = \Phi f_{i-1} + \varepsilon$, $\varepsilon \sim N(0, Q)$, $f_1 \sim N(a_1,
 """
 
 from jaxssm.em import EMSettings
-from jaxssm.fit import LaplaceEMResult, fit_laplace_em, initial_params
+from jaxssm.fit import LaplaceEMResult, fit_laplace_em, initial_params, posterior
 from jaxssm.forecast import (
     FactorSelection,
     Forecast,
@@ -42,6 +42,7 @@ __all__ = [
     "laplace_posterior",
     "log_rate_moments",
     "make_panel",
+    "posterior",
     "predictive_log_likelihood",
     "random_params",
     "sample_posterior",

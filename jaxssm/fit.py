@@ -152,6 +152,31 @@ def _e_step_batch(panel, params, f_init, settings):
 _posterior_at_batch = jax.jit(_e_step_batch, static_argnames="settings")
 
 
+def posterior(
+    params: Params,
+    counts,
+    *,
+    mask=None,
+    offset=None,
+    f_init: jax.Array | None = None,
+    settings: EMSettings = EMSettings(),
+) -> LaplacePosterior:
+    r"""The Laplace posterior $N(\hat f_{1:N}, J^{-1})$ of the latent factors for given
+    parameters and counts (e.g. new data, or parameters fitted elsewhere).
+
+    Means and covariances of the log-rates per cell follow from
+    :func:`~jaxssm.forecast.log_rate_moments`, rates from :func:`~jaxssm.forecast.expected_rates`.
+    """
+    panel = (
+        counts
+        if isinstance(counts, Panel)
+        else make_panel(counts, mask, offset, dtype=params.mu.dtype)
+    )
+    if f_init is None:
+        f_init = jnp.zeros((panel.counts.shape[0], params.num_factors), params.mu.dtype)
+    return _posterior_at(panel, params, f_init, settings=settings)
+
+
 def _status(code: int, newton_status: int) -> str:
     if code == STOP_NON_FINITE:
         return "non_finite: an E-step or objective was not finite; the last finite parameters"

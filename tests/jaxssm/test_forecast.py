@@ -13,6 +13,7 @@ from jaxssm import (
     forecast,
     impute,
     log_rate_moments,
+    posterior,
     predictive_log_likelihood,
     random_params,
     sample_posterior,
@@ -40,6 +41,9 @@ def heldout_fit(truth):
 
 def test_expected_rates_and_draws_match_monte_carlo(heldout_fit, key):
     _, _, fit = heldout_fit
+    # the public posterior() recomputes the fit's posterior from parameters and counts
+    again = posterior(fit.params, fit.panel)
+    np.testing.assert_allclose(again.mean, fit.posterior.mean, atol=1e-6)
     S = 20_000
     f = sample_posterior(key, fit.posterior, S)
     # draws have the posterior's blocks as covariance
