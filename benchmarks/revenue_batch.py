@@ -308,7 +308,7 @@ def run_steps(args, out: dict) -> None:
     table = small_accounts(64, args.seed + 2)
     options = BatchOptions()
     priors = MultilevelPriors()
-    accounts, _ = load_accounts(table, Columns(), "multilevel", priors, options)
+    accounts, _ = load_accounts(table, Columns(account="account"), "multilevel", priors, options)
     shape = BucketShape(128, 8, 4)
     lanes = []
     for a in accounts:
@@ -367,20 +367,28 @@ def main() -> None:
         },
         "args": {k: str(v) for k, v in vars(args).items()},
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every section, so a failure later loses nothing
+        args.out.write_text(json.dumps(out, indent=2, default=str))
+
     table = summary = None
     if "skewed" in sections or "loop" in sections or "stan" in sections:
         table, first = run_skewed(args, out)
         summary = first.summary
+        save()
     if "loop" in sections:
         run_loop(args, table, out)
+        save()
     if "stan" in sections:
         run_stan(args, table, summary, out)
+        save()
     if "small" in sections:
         run_small(args, out)
+        save()
     if "steps" in sections:
         run_steps(args, out)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2, default=str))
+    save()
     print(f"\nwrote {args.out}")
 
 

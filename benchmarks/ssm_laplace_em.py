@@ -162,7 +162,8 @@ def run_dfmq(train, heldout, sim, q: int, iterations: int, maxiter: int) -> dict
         index=pd.period_range("2000-01", periods=N, freq="M"),
         columns=[f"loc{k}" for k in range(m)],
     )
-    keep = endog.notna().sum() >= 2  # DFMQ needs some observations per series
+    # DFMQ needs observations and variation in every series (all-zero locations are constant)
+    keep = (endog.notna().sum() >= 2) & (endog.nunique() >= 2)
     endog = endog.loc[:, keep]
 
     def model():
@@ -209,6 +210,8 @@ def run_sizes(args, out: dict) -> dict:
         ("m=163 N=576", 163, 576, 3, 2.0, 0.4, 2),
         ("sparse m=1000 N=36", 1000, 36, 3, 0.3, 0.4, 3),
     ]
+    if args.quick:  # a smoke run of the script itself
+        sizes = [("seed m=163 N=36", 20, 12, 2, 2.0, 0.4, 1)]
     rows = {}
     fits = {}
     for name, m, N, q, mean_count, loading_scale, dense_iterations in sizes:
@@ -241,8 +244,8 @@ def run_scaling(args, out: dict) -> None:
     from jaxssm.params import Priors, make_panel
 
     rows = []
-    for m, N in [(163, 36), (163, 144), (163, 576), (163, 2304), (50, 144), (500, 144),
-                 (2000, 144)]:  # fmt: skip
+    grid = [(163, 36), (163, 144), (163, 576), (163, 2304), (50, 144), (500, 144), (2000, 144)]
+    for m, N in grid[:2] if args.quick else grid:
         sim, _ = simulate(args.seed, m, N, 3, 2.0, 0.4)
         panel = make_panel(sim.counts)
         params, f = initial_params(panel, 3)
@@ -314,7 +317,8 @@ def run_stan(args, fits: dict, out: dict) -> None:
                               random_seed=args.seed)  # fmt: skip
             row["latent_build_s"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
-            draws = post.sample(num_chains=4, num_warmup=1000, num_samples=1000)
+            n = 100 if args.quick else 1000
+            draws = post.sample(num_chains=4, num_warmup=n, num_samples=n)
             row["latent_sample_s"] = round(time.perf_counter() - t0, 1)
             f_draws = np.asarray(draws["f"])  # (q, N, draws)
             f_draws = np.moveaxis(f_draws, -1, 0).transpose(0, 2, 1)  # (draws, N, q)
@@ -325,7 +329,8 @@ def run_stan(args, fits: dict, out: dict) -> None:
                                    random_seed=args.seed)  # fmt: skip
             row["full_build_s"] = round(time.perf_counter() - t0, 1)
             t0 = time.perf_counter()
-            draws_full = post_full.sample(num_chains=4, num_warmup=500, num_samples=500)
+            n = 100 if args.quick else 500
+            draws_full = post_full.sample(num_chains=4, num_warmup=n, num_samples=n)
             row["full_sample_s"] = round(time.perf_counter() - t0, 1)
             frame = draws_full.to_frame()
             row["full_divergences"] = int(frame["divergent__"].sum())
@@ -372,6 +377,7 @@ def main() -> None:
     parser.add_argument("--sections", default="sizes,scaling,stan")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--dfmq-maxiter", type=int, default=300)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: check the script runs")
     parser.add_argument("--out", type=Path, default=HERE / "output" / "ssm_laplace_em.json")
     args = parser.parse_args()
     import jax

@@ -61,6 +61,7 @@ class EMSettings(NamedTuple):
     mstep_newton_steps: int = 25
     update_initial: bool = False
     normalize: bool = True
+    max_spectral_radius: float = 1.0  # bound on rho(Phi): stationary or random-walk factors
     dense_reference: bool = False  # E-step with a dense (Nq)x(Nq) Hessian: benchmarks only
 
 
@@ -146,14 +147,55 @@ def update_emission(
     return theta[:, 0], theta[:, 1:]
 
 
-def update_transition(posterior: LaplacePosterior, params: Params) -> jax.Array:
-    r"""$\Phi$ in closed form with $Q$ fixed (the regression of $f_i$ on $f_{i-1}$)."""
+def spectral_radius(A: jax.Array, squarings: int = 12) -> jax.Array:
+    r"""$\rho(A) = \lim_k \lVert A^k\rVert^{1/k}$ by repeated squaring with rescaling
+    ($k = 2^{12}$): no eigendecomposition, so it runs on every backend (``jnp.linalg.eig`` is
+    CPU-only) and stays finite in float32."""
+    tiny = jnp.finfo(A.dtype).tiny
+    log_scale = jnp.zeros((), A.dtype)
+    M = A
+    for _ in range(squarings):
+        norm = jnp.maximum(jnp.linalg.norm(M), tiny)
+        M = M / norm
+        log_scale = 2.0 * (log_scale + jnp.log(norm))
+        M = M @ M
+    log_norm = log_scale + jnp.log(jnp.maximum(jnp.linalg.norm(M), tiny))
+    return jnp.exp(log_norm / 2.0**squarings)
+
+
+def update_transition(
+    posterior: LaplacePosterior, params: Params, max_radius: float = 1.0
+) -> jax.Array:
+    r"""$\Phi$ with $Q$ fixed: the regression of $f_i$ on $f_{i-1}$,
+    $\Phi^* = S_{10} S_{00}^{-1}$, kept non-explosive.
+
+    If $\rho(\Phi^*)$ exceeds ``max_radius`` the step goes from the current $\Phi$ toward
+    $\Phi^*$ only as far as the spectral radius allows (bisection on the segment). The M-step
+    objective is a concave quadratic in $\Phi$, so this still increases it (a generalised EM
+    step). Without the bound, sparse panels find a degenerate optimum: an explosive factor with
+    small loadings drives the log-rates of all-zero locations to $-\infty$.
+    """
     f, V, V_sub = posterior.mean, posterior.V_diag, posterior.V_sub
     S10 = jnp.einsum("ni,nj->ij", f[1:], f[:-1]) + jnp.sum(V_sub[1:], axis=0)
     S00 = jnp.einsum("ni,nj->ij", f[:-1], f[:-1]) + jnp.sum(V[:-1], axis=0)
     q = f.shape[-1]
     ridge = 1e-8 * (1.0 + jnp.trace(S00)) * jnp.eye(q, dtype=f.dtype)
-    return jnp.linalg.solve(S00 + ridge, S10.T).T
+    target = jnp.linalg.solve(S00 + ridge, S10.T).T
+    current = params.Phi
+
+    def radius_at(t):
+        return spectral_radius(current + t * (target - current))
+
+    def bisect(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        ok = radius_at(mid) <= max_radius
+        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
+
+    one = jnp.ones((), f.dtype)
+    lo, _ = jax.lax.fori_loop(0, 40, bisect, (0.0 * one, one))
+    t = jnp.where(radius_at(one) <= max_radius, one, lo)
+    return current + t * (target - current)
 
 
 def normalize_rotation(params: Params, f: jax.Array) -> tuple[Params, jax.Array]:
@@ -265,7 +307,7 @@ def em_iteration(
     new = params._replace(mu=mu, Lambda=Lambda)
     f_next = posterior.mean
     if params.num_factors > 0:
-        new = new._replace(Phi=update_transition(posterior, params))
+        new = new._replace(Phi=update_transition(posterior, params, settings.max_spectral_radius))
         if settings.update_initial:
             q = params.num_factors
             floor = 1e-3 * jnp.eye(q, dtype=mu.dtype)

@@ -43,7 +43,7 @@ def test_expected_rates_and_draws_match_monte_carlo(heldout_fit, key):
     _, _, fit = heldout_fit
     # the public posterior() recomputes the fit's posterior from parameters and counts
     again = posterior(fit.params, fit.panel)
-    np.testing.assert_allclose(again.mean, fit.posterior.mean, atol=1e-6)
+    np.testing.assert_allclose(again.mean, fit.posterior.mean, atol=1e-5)  # Newton tolerance
     S = 20_000
     f = sample_posterior(key, fit.posterior, S)
     # draws have the posterior's blocks as covariance
