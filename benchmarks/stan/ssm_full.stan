@@ -1,5 +1,7 @@
 // Poisson dynamic factor model, every parameter sampled, with the priors of jaxssm's MAP-EM:
-//   mu_l ~ N(mu_bar, s_mu^2), Lambda_lk ~ N(0, s_Lambda^2), Phi flat, Q = I, a1 = 0, P1 = I,
+//   mu_l ~ N(mu_bar, s_mu^2), Lambda_lk ~ N(0, s_Lambda^2), Q = I, a1 = 0, P1 = I, and
+//   Phi_jk ~ N(0, 1) (jaxssm keeps Phi flat but its spectral radius <= 1; without some prior
+//   NUTS's warm-up wanders into explosive Phi where the rates overflow),
 //   f_1 = z_1, f_i = Phi f_{i-1} + z_i, z_i ~ N(0, I) (non-centred),
 //   X_i(l) ~ Poisson(exp(offset_il + mu_l + Lambda_l' f_i)) for observed cells.
 // Rotations of (Lambda, f) leave the likelihood unchanged; predictions (rates) are identified.
@@ -35,6 +37,7 @@ transformed parameters {
 model {
   mu ~ normal(mu_bar, mu_scale);
   to_vector(Lambda) ~ normal(0, loading_scale);
+  to_vector(Phi) ~ normal(0, 1);
   for (i in 1:N) z[i] ~ std_normal();
   {
     vector[n_obs] eta;
