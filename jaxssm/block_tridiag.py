@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.linalg import solve_triangular
 
+from jaxssm import small_linalg
 from jaxssm.types import Blocks, Latent, LatentDraws, Scalar
 
 
@@ -39,7 +39,8 @@ class BlockCholesky(NamedTuple):
 
 
 def _tril_solve(D, b, trans: bool = False):
-    return solve_triangular(D, b, lower=True, trans=1 if trans else 0)
+    # unrolled for small q (see jaxssm.small_linalg): LAPACK's per-call overhead dominates here
+    return small_linalg.solve_upper_t(D, b) if trans else small_linalg.solve_lower(D, b)
 
 
 def cholesky(A: Blocks, C: Blocks) -> BlockCholesky:
@@ -49,13 +50,13 @@ def cholesky(A: Blocks, C: Blocks) -> BlockCholesky:
     check ``is_finite``.
     """
     q = A.shape[-1]
-    D1 = jnp.linalg.cholesky(A[0])
+    D1 = small_linalg.cholesky(A[0])
 
     def step(D_prev, AC):
         A_i, C_i = AC
         # E_i = C_i D_{i-1}^{-T}  <=>  D_{i-1} E_i^T = C_i^T
         E_i = _tril_solve(D_prev, C_i.T).T
-        D_i = jnp.linalg.cholesky(A_i - E_i @ E_i.T)
+        D_i = small_linalg.cholesky(A_i - E_i @ E_i.T)
         return D_i, (D_i, E_i)
 
     _, (D_rest, E_rest) = jax.lax.scan(step, D1, (A[1:], C[1:]))
@@ -106,7 +107,7 @@ def inverse_blocks(chol: BlockCholesky) -> tuple[Blocks, Blocks]:
     """
     q = chol.D.shape[-1]
     eye = jnp.eye(q, dtype=chol.D.dtype)
-    D_inv = jax.vmap(lambda D: _tril_solve(D, eye))(chol.D)  # D_i^{-1}
+    D_inv = _tril_solve(chol.D, jnp.broadcast_to(eye, chol.D.shape))  # D_i^{-1}, batched
     own = jnp.einsum("nki,nkj->nij", D_inv, D_inv)  # D_i^{-T} D_i^{-1}
     K = jnp.einsum("nij,njk->nik", chol.E[1:], D_inv[:-1])  # K_i = E_{i+1} D_i^{-1}
 

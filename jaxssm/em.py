@@ -35,13 +35,13 @@ loadings cannot blow up when $m \gg N$. See :class:`jaxssm.params.Priors`.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxssm import block_tridiag as bt
+from jaxssm import small_linalg
 from jaxssm.laplace import (
     CONVERGED,
     NON_FINITE,
@@ -58,7 +58,7 @@ class EMSettings(NamedTuple):
 
     max_newton_steps: int = 50
     newton_tol: float | None = None
-    mstep_newton_steps: int = 25
+    mstep_newton_steps: int = 4  # damped Newton steps per M-step (warm-started)
     update_initial: bool = False
     normalize: bool = True
     max_spectral_radius: float = 1.0  # bound on rho(Phi): stationary or random-walk factors
@@ -69,82 +69,100 @@ class EMSettings(NamedTuple):
 # M-step
 
 
-def _maximize_concave(fun, theta0, max_steps: int, tol: float):
-    """Damped Newton with backtracking for a smooth concave function of a small vector."""
-    grad = jax.grad(fun)
-    hess = jax.hessian(fun)
-    eye = jnp.eye(theta0.shape[0], dtype=theta0.dtype)
-
-    def cond(carry):
-        _, k, dec, _ = carry
-        return (k < max_steps) & (dec > tol)
-
-    def body(carry):
-        theta, k, _, value = carry
-        g = grad(theta)
-        H = hess(theta)
-        # -H is positive definite for a concave objective with a proper prior; the jitter keeps
-        # it so in float32 when a location has no information at all.
-        scale = jnp.maximum(jnp.max(jnp.abs(jnp.diag(H))), 1.0)
-        d = jnp.linalg.solve(-H + 1e-9 * scale * eye, g)
-        dec = jnp.sum(g * d)
-
-        def halve(args):
-            a, _ = args
-            a = 0.5 * a
-            return a, fun(theta + a * d)
-
-        alpha, new_value = jax.lax.while_loop(
-            lambda args: ~(jnp.isfinite(args[1]) & (args[1] >= value)) & (args[0] > 1e-6),
-            halve,
-            (jnp.asarray(1.0, theta.dtype), fun(theta + d)),
-        )
-        ok = jnp.isfinite(new_value) & (new_value >= value)
-        theta = jnp.where(ok, theta + alpha * d, theta)
-        value = jnp.where(ok, new_value, value)
-        dec = jnp.where(ok & jnp.isfinite(dec), dec, 0.0)
-        return theta, k + 1, dec, value
-
-    init = (theta0, jnp.asarray(0), jnp.asarray(jnp.inf, theta0.dtype), fun(theta0))
-    theta, _, _, _ = jax.lax.while_loop(cond, body, init)
-    return theta
-
-
-def expected_emission_objective(theta, x, mask, offset, mean, V_diag, prior: MStepPrior):
-    r"""The M-step objective of one location, $\theta_\ell = (\mu_\ell, \Lambda_\ell)$."""
-    mu, lam = theta[0], theta[1:]
-    eta = offset + mu + mean @ lam
-    var = jnp.einsum("k,nkj,j->n", lam, V_diag, lam)
+def expected_emission_objective(
+    mu: jax.Array,
+    Lambda: jax.Array,
+    panel: Panel,
+    mean: jax.Array,
+    V_diag: jax.Array,
+    prior: MStepPrior,
+) -> jax.Array:
+    r"""The emission M-step objective of every location at once, (m,):
+    $\sum_i M_{i\ell}[X_i(\ell)\,\eta_{i\ell} - \exp(\eta_{i\ell} + \tfrac12
+    \Lambda_\ell^\top \hat V_{ii} \Lambda_\ell)] + \log p(\mu_\ell, \Lambda_\ell)$ with
+    $\eta_{i\ell} = o_{i\ell} + \mu_\ell + \Lambda_\ell^\top \hat f_i$."""
+    eta = panel.offset + mu + mean @ Lambda.T  # (N, m)
+    var = jnp.einsum("lk,nkj,lj->nl", Lambda, V_diag, Lambda)
     rate = jnp.exp(jnp.minimum(eta + 0.5 * var, ETA_MAX))
-    loglik = jnp.sum(jnp.where(mask, x * eta - rate, 0.0))
+    loglik = jnp.sum(jnp.where(panel.mask, panel.counts * eta - rate, 0.0), axis=0)
     log_prior = -0.5 * prior.mu_precision * (mu - prior.mu_mean) ** 2
-    log_prior -= 0.5 * prior.loading_precision * jnp.sum(lam**2)
-    return loglik + log_prior
+    return loglik + log_prior - 0.5 * prior.loading_precision * jnp.sum(Lambda**2, axis=1)
 
 
 def update_emission(
     panel: Panel, posterior: LaplacePosterior, params: Params, prior: MStepPrior, steps: int
 ) -> tuple[jax.Array, jax.Array]:
-    """New $(\\mu, \\Lambda)$, one small Newton problem per location, vmapped."""
-    tol = 1e-12 if params.mu.dtype == jnp.float64 else 1e-6
-    theta0 = jnp.concatenate([params.mu[:, None], params.Lambda], axis=1)
+    r"""New $(\mu, \Lambda)$: ``steps`` damped Newton steps on each location's concave objective,
+    all locations at once, warm-started at the current values.
 
-    def one(theta, x, mask, offset, mu_mean):
-        fun = partial(
-            expected_emission_objective,
-            x=x,
-            mask=mask,
-            offset=offset,
-            mean=posterior.mean,
-            V_diag=posterior.V_diag,
-            prior=prior._replace(mu_mean=mu_mean),
-        )
-        return _maximize_concave(fun, theta, steps, tol)
+    With $a_{i\ell} = \eta_{i\ell} + \tfrac12\Lambda_\ell^\top\hat V_{ii}\Lambda_\ell$,
+    $r_{i\ell} = M_{i\ell} e^{a_{i\ell}}$ and $g_{i\ell} = \hat f_i + \hat V_{ii}\Lambda_\ell$
+    (the gradient of $a$ in $\Lambda_\ell$), the gradient is
+    $(\sum_i M x - r - p_\mu(\mu_\ell - \bar\mu),\
+    \sum_i M x \hat f_i - r g - p_\Lambda\Lambda_\ell)$
+    and the negative Hessian
+    $\begin{pmatrix}\sum r & \sum r g^\top \\ \sum r g & \sum r(g g^\top + \hat V_{ii})
+    + p_\Lambda I\end{pmatrix}$ (plus $p_\mu$ in the corner) — positive definite, so each step
+    is an ascent direction; a location whose full step does not increase its objective halves
+    it (up to 10 times, else keeps its values): a generalised M-step, the objective never
+    decreases.
+    """
+    f, V = posterior.mean, posterior.V_diag
+    x = jnp.where(panel.mask, panel.counts, 0.0)
+    q = params.num_factors
+    dtype = params.mu.dtype
+    sum_x = jnp.sum(x, axis=0)  # (m,)
+    sum_xf = x.T @ f  # (m, q)
+    eye = jnp.eye(q + 1, dtype=dtype)
+    corner = jnp.zeros((q + 1, q + 1), dtype).at[0, 0].set(prior.mu_precision)
+    ridge = prior.loading_precision * (eye - jnp.zeros_like(eye).at[0, 0].set(1.0))
 
-    theta = jax.vmap(one, in_axes=(0, 1, 1, 1, 0))(
-        theta0, panel.counts, panel.mask, panel.offset, prior.mu_mean
-    )
-    return theta[:, 0], theta[:, 1:]
+    def objective(mu, Lambda):
+        return expected_emission_objective(mu, Lambda, panel, f, V, prior)
+
+    def newton(_, carry):
+        mu, Lambda, value = carry
+        VL = jnp.einsum("nkj,lj->lnk", V, Lambda)  # (m, N, q): V_ii Lambda_l
+        g = f[None] + VL  # (m, N, q)
+        a = panel.offset.T + mu[:, None] + Lambda @ f.T + 0.5 * jnp.einsum("lnk,lk->ln", VL, Lambda)
+        r = jnp.where(panel.mask.T, jnp.exp(jnp.minimum(a, ETA_MAX)), 0.0)  # (m, N)
+        grad_mu = sum_x - r.sum(1) - prior.mu_precision * (mu - prior.mu_mean)
+        grad_L = sum_xf - jnp.einsum("ln,lnk->lk", r, g) - prior.loading_precision * Lambda
+        h_mm = r.sum(1)
+        h_ml = jnp.einsum("ln,lnk->lk", r, g)
+        h_ll = jnp.einsum("ln,lnk,lnj->lkj", r, g, g) + jnp.einsum("ln,nkj->lkj", r, V)
+        top = jnp.concatenate([h_mm[:, None, None], h_ml[:, None, :]], axis=2)
+        bottom = jnp.concatenate([h_ml[:, :, None], h_ll], axis=2)
+        neg_hess = jnp.concatenate([top, bottom], axis=1) + corner + ridge
+        scale = jnp.max(jnp.abs(jnp.diagonal(neg_hess, axis1=1, axis2=2)), axis=1)
+        neg_hess = neg_hess + 1e-10 * (1.0 + scale)[:, None, None] * eye
+        grad = jnp.concatenate([grad_mu[:, None], grad_L], axis=1)
+        step = small_linalg.spd_solve(neg_hess, grad)  # (m, q+1)
+
+        def value_at(alpha):
+            return objective(mu + alpha * step[:, 0], Lambda + alpha[:, None] * step[:, 1:])
+
+        def halve(args):  # only locations whose step did not increase their objective
+            alpha, _, k = args
+            alpha = jnp.where(ok_at(args), alpha, 0.5 * alpha)
+            return alpha, value_at(alpha), k + 1
+
+        def ok_at(args):
+            _, trial, _ = args
+            return jnp.isfinite(trial) & (trial >= value)
+
+        alpha0 = jnp.ones_like(mu)
+        alpha, trial, _ = jax.lax.while_loop(
+            lambda args: ~jnp.all(ok_at(args)) & (args[2] < 10), halve,
+            (alpha0, value_at(alpha0), 0),
+        )  # fmt: skip
+        alpha = jnp.where(jnp.isfinite(trial) & (trial >= value), alpha, 0.0)
+        new_value = jnp.where(alpha > 0, trial, value)
+        return mu + alpha * step[:, 0], Lambda + alpha[:, None] * step[:, 1:], new_value
+
+    start = (params.mu, params.Lambda, objective(params.mu, params.Lambda))
+    mu, Lambda, _ = jax.lax.fori_loop(0, steps, newton, start)
+    return mu, Lambda
 
 
 def spectral_radius(A: jax.Array, squarings: int = 12) -> jax.Array:

@@ -132,11 +132,10 @@ def _laplace_posterior(
     def objective(f):
         return log_joint(f, panel, params, emission)
 
-    grad_fn = jax.grad(objective)
+    value_and_grad = jax.value_and_grad(objective)
 
     def linearise(f):
-        value = objective(f)
-        g = grad_fn(f)
+        value, g = value_and_grad(f)
         A, C = precision_blocks(f, panel, params, emission)
         chol = bt.cholesky(A, C)
         return value, g, chol
