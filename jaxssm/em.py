@@ -58,7 +58,7 @@ class EMSettings(NamedTuple):
 
     max_newton_steps: int = 50
     newton_tol: float | None = None
-    mstep_newton_steps: int = 4  # damped Newton steps per M-step (warm-started)
+    mstep_newton_steps: int = 2  # damped Newton steps per M-step (warm-started)
     update_initial: bool = False
     normalize: bool = True
     max_spectral_radius: float = 1.0  # bound on rho(Phi): stationary or random-walk factors
@@ -108,6 +108,7 @@ def update_emission(
     decreases.
     """
     f, V = posterior.mean, posterior.V_diag
+    tiny = 1e-12 if params.mu.dtype == jnp.float64 else 1e-6
     x = jnp.where(panel.mask, panel.counts, 0.0)
     q = params.num_factors
     dtype = params.mu.dtype
@@ -147,16 +148,19 @@ def update_emission(
             alpha = jnp.where(ok_at(args), alpha, 0.5 * alpha)
             return alpha, value_at(alpha), k + 1
 
+        # at the optimum the gain of a step is below rounding: take it without the test
+        negligible = jnp.sum(grad * step, axis=1) <= tiny * (1.0 + jnp.abs(value))
+
         def ok_at(args):
             _, trial, _ = args
-            return jnp.isfinite(trial) & (trial >= value)
+            return jnp.isfinite(trial) & ((trial >= value) | negligible)
 
         alpha0 = jnp.ones_like(mu)
         alpha, trial, _ = jax.lax.while_loop(
             lambda args: ~jnp.all(ok_at(args)) & (args[2] < 10), halve,
             (alpha0, value_at(alpha0), 0),
         )  # fmt: skip
-        alpha = jnp.where(jnp.isfinite(trial) & (trial >= value), alpha, 0.0)
+        alpha = jnp.where(ok_at((alpha, trial, 0)), alpha, 0.0)
         new_value = jnp.where(alpha > 0, trial, value)
         return mu + alpha * step[:, 0], Lambda + alpha[:, None] * step[:, 1:], new_value
 
