@@ -89,6 +89,49 @@ def expected_emission_objective(
     return loglik + log_prior - 0.5 * prior.loading_precision * jnp.sum(Lambda**2, axis=1)
 
 
+def emission_newton_terms(
+    mu: jax.Array, Lambda: jax.Array, panel: Panel, posterior: LaplacePosterior, prior: MStepPrior
+) -> tuple[jax.Array, jax.Array]:
+    """Gradient (m, q+1) and negative Hessian (m, q+1, q+1) of every location's M-step objective
+    in $\theta_\\ell = (\\mu_\\ell, \\Lambda_\\ell)$ (formulas in :func:`update_emission`)."""
+    f, V = posterior.mean, posterior.V_diag
+    x = jnp.where(panel.mask, panel.counts, 0.0)
+    q = Lambda.shape[-1]
+    dtype = mu.dtype
+    eye = jnp.eye(q + 1, dtype=dtype)
+    corner = jnp.zeros((q + 1, q + 1), dtype).at[0, 0].set(prior.mu_precision)
+    ridge = prior.loading_precision * (eye - jnp.zeros_like(eye).at[0, 0].set(1.0))
+    VL = jnp.einsum("nkj,lj->lnk", V, Lambda)  # (m, N, q): V_ii Lambda_l
+    g = f[None] + VL  # (m, N, q)
+    a = panel.offset.T + mu[:, None] + Lambda @ f.T + 0.5 * jnp.einsum("lnk,lk->ln", VL, Lambda)
+    r = jnp.where(panel.mask.T, jnp.exp(jnp.minimum(a, ETA_MAX)), 0.0)  # (m, N)
+    grad_mu = jnp.sum(x, axis=0) - r.sum(1) - prior.mu_precision * (mu - prior.mu_mean)
+    grad_L = x.T @ f - jnp.einsum("ln,lnk->lk", r, g) - prior.loading_precision * Lambda
+    h_mm = r.sum(1)
+    h_ml = jnp.einsum("ln,lnk->lk", r, g)
+    h_ll = jnp.einsum("ln,lnk,lnj->lkj", r, g, g) + jnp.einsum("ln,nkj->lkj", r, V)
+    top = jnp.concatenate([h_mm[:, None, None], h_ml[:, None, :]], axis=2)
+    bottom = jnp.concatenate([h_ml[:, :, None], h_ll], axis=2)
+    neg_hess = jnp.concatenate([top, bottom], axis=1) + corner + ridge
+    scale = jnp.max(jnp.abs(jnp.diagonal(neg_hess, axis1=1, axis2=2)), axis=1)
+    neg_hess = neg_hess + 1e-10 * (1.0 + scale)[:, None, None] * eye
+    grad = jnp.concatenate([grad_mu[:, None], grad_L], axis=1)
+    return grad, neg_hess
+
+
+def emission_parameter_covariance(
+    params: Params, posterior: LaplacePosterior, panel: Panel, prior: MStepPrior
+) -> jax.Array:
+    r"""Approximate posterior covariance of each location's $(\mu_\ell, \Lambda_\ell)$, (m, q+1,
+    q+1): the inverse negative Hessian of its M-step objective at the fit (a Laplace
+    approximation over the emission parameters given the latent posterior). Adding it to the
+    predictive variance of $\eta_{i\ell}$ accounts for how well each location's rate is known —
+    little, for rare locations."""
+    _, neg_hess = emission_newton_terms(params.mu, params.Lambda, panel, posterior, prior)
+    eye = jnp.broadcast_to(jnp.eye(neg_hess.shape[-1], dtype=neg_hess.dtype), neg_hess.shape)
+    return small_linalg.spd_solve(neg_hess, eye)
+
+
 def update_emission(
     panel: Panel, posterior: LaplacePosterior, params: Params, prior: MStepPrior, steps: int
 ) -> tuple[jax.Array, jax.Array]:
@@ -109,35 +152,13 @@ def update_emission(
     """
     f, V = posterior.mean, posterior.V_diag
     tiny = 1e-12 if params.mu.dtype == jnp.float64 else 1e-6
-    x = jnp.where(panel.mask, panel.counts, 0.0)
-    q = params.num_factors
-    dtype = params.mu.dtype
-    sum_x = jnp.sum(x, axis=0)  # (m,)
-    sum_xf = x.T @ f  # (m, q)
-    eye = jnp.eye(q + 1, dtype=dtype)
-    corner = jnp.zeros((q + 1, q + 1), dtype).at[0, 0].set(prior.mu_precision)
-    ridge = prior.loading_precision * (eye - jnp.zeros_like(eye).at[0, 0].set(1.0))
 
     def objective(mu, Lambda):
         return expected_emission_objective(mu, Lambda, panel, f, V, prior)
 
     def newton(_, carry):
         mu, Lambda, value = carry
-        VL = jnp.einsum("nkj,lj->lnk", V, Lambda)  # (m, N, q): V_ii Lambda_l
-        g = f[None] + VL  # (m, N, q)
-        a = panel.offset.T + mu[:, None] + Lambda @ f.T + 0.5 * jnp.einsum("lnk,lk->ln", VL, Lambda)
-        r = jnp.where(panel.mask.T, jnp.exp(jnp.minimum(a, ETA_MAX)), 0.0)  # (m, N)
-        grad_mu = sum_x - r.sum(1) - prior.mu_precision * (mu - prior.mu_mean)
-        grad_L = sum_xf - jnp.einsum("ln,lnk->lk", r, g) - prior.loading_precision * Lambda
-        h_mm = r.sum(1)
-        h_ml = jnp.einsum("ln,lnk->lk", r, g)
-        h_ll = jnp.einsum("ln,lnk,lnj->lkj", r, g, g) + jnp.einsum("ln,nkj->lkj", r, V)
-        top = jnp.concatenate([h_mm[:, None, None], h_ml[:, None, :]], axis=2)
-        bottom = jnp.concatenate([h_ml[:, :, None], h_ll], axis=2)
-        neg_hess = jnp.concatenate([top, bottom], axis=1) + corner + ridge
-        scale = jnp.max(jnp.abs(jnp.diagonal(neg_hess, axis1=1, axis2=2)), axis=1)
-        neg_hess = neg_hess + 1e-10 * (1.0 + scale)[:, None, None] * eye
-        grad = jnp.concatenate([grad_mu[:, None], grad_L], axis=1)
+        grad, neg_hess = emission_newton_terms(mu, Lambda, panel, posterior, prior)
         step = small_linalg.spd_solve(neg_hess, grad)  # (m, q+1)
 
         def value_at(alpha):

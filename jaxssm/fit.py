@@ -28,6 +28,7 @@ from jaxssm.em import (
     em_loop,
     em_loop_batch,
     em_step,
+    emission_parameter_covariance,
     normalize_rotation,
     stop_rule,
 )
@@ -59,6 +60,14 @@ class LaplaceEMResult(NamedTuple):
     @property
     def num_factors(self) -> int:
         return self.params.Lambda.shape[-1]
+
+    def parameter_covariance(self) -> jax.Array:
+        r"""Per-location covariance of $(\mu_\ell, \Lambda_\ell)$, (m, q+1, q+1) (see
+        :func:`jaxssm.em.emission_parameter_covariance`); pass it as ``parameter_cov`` to the
+        predictive functions. Single fits only."""
+        if self.params.mu.ndim != 1:
+            raise ValueError("parameter_covariance() takes a single fit; index the batch first")
+        return emission_parameter_covariance(self.params, self.posterior, self.panel, self.prior)
 
 
 # ---------------------------------------------------------------------------------------------

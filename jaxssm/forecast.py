@@ -33,13 +33,40 @@ def _offset_like(params: Params, posterior: LaplacePosterior, offset) -> jax.Arr
     return jnp.broadcast_to(jnp.asarray(offset, params.mu.dtype), (N, m))
 
 
-def log_rate_moments(params: Params, posterior: LaplacePosterior, offset=None):
+def log_rate_moments(params: Params, posterior: LaplacePosterior, offset=None, parameter_cov=None):
     r"""Mean and variance of $\eta_{i\ell} = \log\lambda_{i\ell}$ under the Laplace posterior,
-    both (N, m). ``offset`` is the fit's :class:`~jaxssm.params.Panel` or an offset array."""
+    both (N, m). ``offset`` is the fit's :class:`~jaxssm.params.Panel` or an offset array.
+
+    With ``parameter_cov`` (m, q+1, q+1) — the fit's
+    :meth:`~jaxssm.fit.LaplaceEMResult.parameter_covariance` — the variance also carries the
+    uncertainty of $(\mu_\ell, \Lambda_\ell)$, taken independent of $f$:
+    $+\, z_i^\top C_\ell z_i + \mathrm{tr}(C_\ell^{\Lambda\Lambda} \hat V_{ii})$,
+    $z_i = (1, \hat f_i)$ — exactly the variance of $\mu_\ell + \Lambda_\ell^\top f_i$ under the
+    product of the two Gaussians.
+    """
     o = _offset_like(params, posterior, offset)
     mean = o + params.mu + posterior.mean @ params.Lambda.T
     var = jnp.einsum("lk,nkj,lj->nl", params.Lambda, posterior.V_diag, params.Lambda)
+    if parameter_cov is not None:
+        z = jnp.concatenate([jnp.ones_like(posterior.mean[:, :1]), posterior.mean], axis=1)
+        var = var + jnp.einsum("nk,lkj,nj->nl", z, parameter_cov, z)
+        # + tr(C_Lambda V_ii): the product of the two uncertainties
+        var = var + jnp.einsum("lkj,njk->nl", parameter_cov[:, 1:, 1:], posterior.V_diag)
     return mean, var
+
+
+def _draw_parameters(key, params: Params, parameter_cov, num_draws: int):
+    """Draws of $(\\mu, \\Lambda)$ from $N(\\hat\theta_\\ell, C_\\ell)$ per location (or the point
+    estimate repeated when ``parameter_cov`` is None): (S, m) and (S, m, q)."""
+    if parameter_cov is None:
+        return params.mu[None], params.Lambda[None]
+    from jaxssm import small_linalg
+
+    chol = small_linalg.cholesky(parameter_cov)  # (m, q+1, q+1)
+    z = jax.random.normal(key, (num_draws, *params.mu.shape, chol.shape[-1]), params.mu.dtype)
+    theta = jnp.concatenate([params.mu[:, None], params.Lambda], axis=1)
+    draws = theta + jnp.einsum("lkj,slj->slk", chol, z)
+    return draws[..., 0], draws[..., 1:]
 
 
 def expected_rates(params: Params, posterior: LaplacePosterior, offset=None) -> jax.Array:
@@ -81,13 +108,16 @@ def forecast(
     horizon: int,
     num_draws: int = 1000,
     offset=None,
+    parameter_cov=None,
 ) -> Forecast:
     r"""Forecast $h$ windows ahead: $f_N \sim N(\hat f_N, \hat V_{NN})$, then
     $f_{N+k} = \Phi f_{N+k-1} + \varepsilon$, $\lambda = \exp(o + \mu + \Lambda f)$, counts Poisson.
 
-    ``offset`` is the known log-offset of the future windows, broadcastable to (h, m) (default 0).
+    ``offset`` is the known log-offset of the future windows, broadcastable to (h, m) (default 0);
+    with ``parameter_cov`` each draw also draws $(\mu_\ell, \Lambda_\ell)$ (see
+    :func:`log_rate_moments`).
     """
-    k_last, k_noise, k_counts = jax.random.split(key, 3)
+    k_last, k_noise, k_counts, k_theta = jax.random.split(key, 4)
     q = params.Lambda.shape[-1]
     m = params.mu.shape[-1]
     dtype = params.mu.dtype
@@ -107,8 +137,10 @@ def forecast(
         f = jnp.swapaxes(f, 0, 1)  # (S, h, q)
     else:
         f = jnp.zeros((num_draws, horizon, 0), dtype)
-    log_rate = o + params.mu + f @ params.Lambda.T
-    counts = jax.random.poisson(k_counts, jnp.exp(log_rate)).astype(dtype)
+    mu, Lambda = _draw_parameters(k_theta, params, parameter_cov, num_draws)
+    log_rate = o + mu[:, None, :] + jnp.einsum("shk,slk->shl", f, jnp.broadcast_to(
+        Lambda, (num_draws, *params.Lambda.shape)))  # fmt: skip
+    counts = jax.random.poisson(k_counts, jnp.exp(jnp.minimum(log_rate, 60.0))).astype(dtype)
     return Forecast(f, log_rate, counts)
 
 
@@ -123,13 +155,21 @@ class Imputation(NamedTuple):
 
 
 def impute(
-    key: jax.Array, params: Params, posterior: LaplacePosterior, panel: Panel, num_draws: int = 1000
+    key: jax.Array,
+    params: Params,
+    posterior: LaplacePosterior,
+    panel: Panel,
+    num_draws: int = 1000,
+    parameter_cov=None,
 ) -> Imputation:
-    """Draws of the missing cells and of the location proportions from the Laplace posterior."""
-    k_f, k_x = jax.random.split(key)
+    r"""Draws of the missing cells and of the location proportions from the Laplace posterior
+    (and, with ``parameter_cov``, of each location's $(\mu_\ell, \Lambda_\ell)$)."""
+    k_f, k_x, k_theta = jax.random.split(key, 3)
     f = sample_posterior(k_f, posterior, num_draws)
-    log_rate = panel.offset + params.mu + f @ params.Lambda.T
-    drawn = jax.random.poisson(k_x, jnp.exp(log_rate)).astype(panel.counts.dtype)
+    mu, Lambda = _draw_parameters(k_theta, params, parameter_cov, num_draws)
+    Lambda = jnp.broadcast_to(Lambda, (num_draws, *params.Lambda.shape))
+    log_rate = panel.offset + mu[:, None, :] + jnp.einsum("snk,slk->snl", f, Lambda)
+    drawn = jax.random.poisson(k_x, jnp.exp(jnp.minimum(log_rate, 60.0))).astype(panel.counts.dtype)
     counts = jnp.where(panel.mask, panel.counts, drawn)
     proportions = jax.nn.softmax(log_rate, axis=-1)
     return Imputation(f, counts, proportions)
@@ -142,11 +182,12 @@ def predictive_log_likelihood(
     heldout_mask,
     offset=None,
     num_nodes: int = 48,
+    parameter_cov=None,
 ) -> jax.Array:
     r"""$\log \int \mathrm{Poisson}(X_i(\ell) \mid e^\eta)\, N(\eta; E\eta_{i\ell},
     \mathrm{Var}\,\eta_{i\ell})\, d\eta$ per held-out cell by Gauss-Hermite quadrature; NaN
-    where ``heldout_mask`` is False. (N, m)."""
-    mean, var = log_rate_moments(params, posterior, offset)
+    where ``heldout_mask`` is False. (N, m). ``parameter_cov``: see :func:`log_rate_moments`."""
+    mean, var = log_rate_moments(params, posterior, offset, parameter_cov)
     x = jnp.nan_to_num(jnp.asarray(counts, mean.dtype))
     nodes, weights = np.polynomial.hermite.hermgauss(num_nodes)
     nodes = jnp.asarray(nodes, mean.dtype)
@@ -182,13 +223,16 @@ def select_num_factors(
     offset=None,
     holdout_fraction: float = 0.1,
     priors: Priors = Priors(),
+    parameter_uncertainty: bool = True,
     **fit_options,
 ) -> FactorSelection:
     """Choose q by the predictive log-likelihood of randomly held-out observed cells.
 
     q = 0 is the static model $\\log\\lambda_{i\\ell} = o_{i\\ell} + \\mu_\\ell$ (with a per-window
     exposure offset: fixed proportions, time-varying total), so the chosen model is never worse on
-    held-out cells than the static one by this criterion.
+    held-out cells than the static one by this criterion. With ``parameter_uncertainty`` the
+    predictive distribution of a cell integrates over $(\\mu_\\ell, \\Lambda_\\ell)$ as well
+    (:meth:`~jaxssm.fit.LaplaceEMResult.parameter_covariance`), which matters for rare locations.
     """
     from jaxssm.fit import fit_laplace_em
 
@@ -202,8 +246,11 @@ def select_num_factors(
         fit = fit_laplace_em(
             x, q, mask=train_mask, offset=np.asarray(panel.offset), priors=priors, **fit_options
         )
+        cov = fit.parameter_covariance() if parameter_uncertainty else None
         cell = np.asarray(
-            predictive_log_likelihood(fit.params, fit.posterior, x, heldout, fit.panel)
+            predictive_log_likelihood(
+                fit.params, fit.posterior, x, heldout, fit.panel, parameter_cov=cov
+            )
         )[heldout]
         rows.append(
             {

@@ -3,6 +3,7 @@ predictive likelihood against Monte Carlo and closed forms; calibration of imput
 forecast intervals on simulated data; the choice of q."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
@@ -131,3 +132,24 @@ def test_select_num_factors_prefers_dynamics_when_present(truth, key):
     )
     assert gain > 3 * table.loc[choice.best, "heldout_loglik_se"]
     assert choice.heldout.sum() > 0 and not np.any(choice.heldout & np.isnan(sim.counts))
+
+
+def test_parameter_uncertainty_moments_match_joint_draws(heldout_fit, key):
+    """Var(eta) with the emission parameters' covariance equals the variance of
+    mu_s + Lambda_s f_s over joint draws of (mu, Lambda) and f (independent given the fit)."""
+    from jaxssm.forecast import _draw_parameters
+
+    _, _, fit = heldout_fit
+    cov = fit.parameter_covariance()
+    assert cov.shape == (M, Q + 1, Q + 1)
+    assert np.all(np.linalg.eigvalsh(np.asarray(cov)) > 0)
+    S = 20_000
+    k_f, k_t = jax.random.split(key)
+    f = sample_posterior(k_f, fit.posterior, S)
+    mu, Lambda = _draw_parameters(k_t, fit.params, cov, S)
+    eta = np.asarray(mu[:, None, :] + jnp.einsum("snk,slk->snl", f, Lambda))
+    mean, var = (np.asarray(a) for a in log_rate_moments(fit.params, fit.posterior, None, cov))
+    _, plug_in = (np.asarray(a) for a in log_rate_moments(fit.params, fit.posterior))
+    assert np.all(var >= plug_in)
+    np.testing.assert_allclose(eta.mean(0), mean, atol=5 * np.sqrt(var.max() / S))
+    np.testing.assert_allclose(eta.var(0), var, rtol=0.05)  # MC sd of a variance ~1%
