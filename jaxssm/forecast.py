@@ -48,7 +48,8 @@ def log_rate_moments(params: Params, posterior: LaplacePosterior, offset=None, p
     mean = o + params.mu + posterior.mean @ params.Lambda.T
     var = jnp.einsum("lk,nkj,lj->nl", params.Lambda, posterior.V_diag, params.Lambda)
     if parameter_cov is not None:
-        z = jnp.concatenate([jnp.ones_like(posterior.mean[:, :1]), posterior.mean], axis=1)
+        ones = jnp.ones((posterior.mean.shape[0], 1), posterior.mean.dtype)  # also when q = 0
+        z = jnp.concatenate([ones, posterior.mean], axis=1)
         var = var + jnp.einsum("nk,lkj,nj->nl", z, parameter_cov, z)
         # + tr(C_Lambda V_ii): the product of the two uncertainties
         var = var + jnp.einsum("lkj,njk->nl", parameter_cov[:, 1:, 1:], posterior.V_diag)

@@ -153,3 +153,14 @@ def test_parameter_uncertainty_moments_match_joint_draws(heldout_fit, key):
     assert np.all(var >= plug_in)
     np.testing.assert_allclose(eta.mean(0), mean, atol=5 * np.sqrt(var.max() / S))
     np.testing.assert_allclose(eta.var(0), var, rtol=0.05)  # MC sd of a variance ~1%
+
+
+def test_parameter_uncertainty_of_the_static_model_is_the_rate_uncertainty(heldout_fit):
+    """q = 0: Var(log rate) = 1 / (sum of expected counts + prior precision), per location."""
+    sim, heldout, _ = heldout_fit
+    static = fit_laplace_em(np.where(heldout, np.nan, sim.counts[:N]), 0)
+    cov = static.parameter_covariance()
+    _, var = log_rate_moments(static.params, static.posterior, None, cov)
+    rate = np.exp(np.asarray(static.params.mu))
+    exposure = (~heldout).sum(0) * rate + float(static.prior.mu_precision)
+    np.testing.assert_allclose(np.asarray(var)[0], 1.0 / exposure, rtol=1e-6)
