@@ -61,7 +61,8 @@ class EMSettings(NamedTuple):
     mstep_newton_steps: int = 2  # damped Newton steps per M-step (warm-started)
     update_initial: bool = False
     normalize: bool = True
-    max_spectral_radius: float = 1.0  # bound on rho(Phi): stationary or random-walk factors
+    max_transition_norm: float = 1.0  # bound on ||Phi||_2 (see update_transition)
+    transition_bound: str = "norm"  # "norm" (largest singular value) or "radius" (spectral)
     dense_reference: bool = False  # E-step with a dense (Nq)x(Nq) Hessian: benchmarks only
 
 
@@ -206,17 +207,27 @@ def spectral_radius(A: jax.Array, squarings: int = 12) -> jax.Array:
     return jnp.exp(log_norm / 2.0**squarings)
 
 
+def _bound_measure(Phi: jax.Array, bound: str) -> jax.Array:
+    if bound == "norm":
+        return jnp.linalg.norm(Phi, ord=2)  # largest singular value
+    return spectral_radius(Phi)
+
+
 def update_transition(
-    posterior: LaplacePosterior, params: Params, max_radius: float = 1.0
+    posterior: LaplacePosterior, params: Params, max_norm: float = 1.0, bound: str = "norm"
 ) -> jax.Array:
     r"""$\Phi$ with $Q$ fixed: the regression of $f_i$ on $f_{i-1}$,
-    $\Phi^* = S_{10} S_{00}^{-1}$, kept non-explosive.
+    $\Phi^* = S_{10} S_{00}^{-1}$, kept from letting the factors blow up.
 
-    If $\rho(\Phi^*)$ exceeds ``max_radius`` the step goes from the current $\Phi$ toward
-    $\Phi^*$ only as far as the spectral radius allows (bisection on the segment). The M-step
-    objective is a concave quadratic in $\Phi$, so this still increases it (a generalised EM
-    step). Without the bound, sparse panels find a degenerate optimum: an explosive factor with
-    small loadings drives the log-rates of all-zero locations to $-\infty$.
+    If $\lVert\Phi^*\rVert_2$ (``bound="norm"``, the default) or its spectral radius
+    (``"radius"``) exceeds ``max_norm``, the step goes from the current $\Phi$ toward $\Phi^*$ only
+    as far as the bound allows (bisection on the segment). The M-step objective is a concave
+    quadratic in $\Phi$, so this still increases it (a generalised EM step). Without a bound,
+    sparse panels find a degenerate optimum: a runaway factor with small loadings drives the
+    log-rates of all-zero locations toward $-\infty$. The spectral radius is not enough: a
+    non-normal $\Phi$ with radius 0.65 and entries of 13 was measured to amplify $f$ to 265 within a
+    few windows (log-rates of -250 on a sparse panel); the norm bound keeps $\lVert f_i\rVert$ from
+    growing faster than the innovations allow.
     """
     f, V, V_sub = posterior.mean, posterior.V_diag, posterior.V_sub
     S10 = jnp.einsum("ni,nj->ij", f[1:], f[:-1]) + jnp.sum(V_sub[1:], axis=0)
@@ -225,19 +236,22 @@ def update_transition(
     ridge = 1e-8 * (1.0 + jnp.trace(S00)) * jnp.eye(q, dtype=f.dtype)
     target = jnp.linalg.solve(S00 + ridge, S10.T).T
     current = params.Phi
+    # start inside the bound (start values or a changed bound may lie outside it)
+    current = current * jnp.minimum(1.0, max_norm / jnp.maximum(_bound_measure(current, bound),
+                                                                 1e-30))  # fmt: skip
 
     def radius_at(t):
-        return spectral_radius(current + t * (target - current))
+        return _bound_measure(current + t * (target - current), bound)
 
     def bisect(_, bounds):
         lo, hi = bounds
         mid = 0.5 * (lo + hi)
-        ok = radius_at(mid) <= max_radius
+        ok = radius_at(mid) <= max_norm
         return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
 
     one = jnp.ones((), f.dtype)
     lo, _ = jax.lax.fori_loop(0, 40, bisect, (0.0 * one, one))
-    t = jnp.where(radius_at(one) <= max_radius, one, lo)
+    t = jnp.where(radius_at(one) <= max_norm, one, lo)
     return current + t * (target - current)
 
 
@@ -350,7 +364,11 @@ def em_iteration(
     new = params._replace(mu=mu, Lambda=Lambda)
     f_next = posterior.mean
     if params.num_factors > 0:
-        new = new._replace(Phi=update_transition(posterior, params, settings.max_spectral_radius))
+        new = new._replace(
+            Phi=update_transition(
+                posterior, params, settings.max_transition_norm, settings.transition_bound
+            )
+        )
         if settings.update_initial:
             q = params.num_factors
             floor = 1e-3 * jnp.eye(q, dtype=mu.dtype)

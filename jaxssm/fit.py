@@ -98,7 +98,7 @@ def initial_params(panel: Panel, num_factors: int) -> tuple[Params, jax.Array]:
     $\mu_\ell$ = log of the location's rate shrunk toward the pooled one by one window's worth;
     $Z_{i\ell} = \log(X_i(\ell) + \tfrac12) - o_{i\ell}$ centred per location (missing cells 0);
     $Z \approx U S W^\top$ gives $f = \sqrt N U_q$, $\Lambda = W_q S_q / \sqrt N$; $\Phi$ from the
-    least-squares regression of $f_i$ on $f_{i-1}$ (spectral radius at most 0.95), then the
+    least-squares regression of $f_i$ on $f_{i-1}$ (norm at most 0.95), then the
     linear change of variables that makes the residual covariance $Q = I$; $a_1 = 0$, $P_1 = I$.
     """
     x, M, o = (np.asarray(a, np.float64) for a in panel)
@@ -124,8 +124,7 @@ def initial_params(panel: Panel, num_factors: int) -> tuple[Params, jax.Array]:
         if N >= 3:
             f0, f1 = f[:-1], f[1:]
             Phi = np.linalg.solve(f0.T @ f0 + 1e-6 * eye, f0.T @ f1).T
-            radius = np.max(np.abs(np.linalg.eigvals(Phi)))
-            Phi *= min(1.0, 0.95 / max(radius, 1e-12))
+            Phi *= min(1.0, 0.95 / max(np.linalg.norm(Phi, 2), 1e-12))
             resid = f1 - f0 @ Phi.T
             R = resid.T @ resid / len(resid) + 1e-2 * eye
         else:
