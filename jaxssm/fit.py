@@ -312,16 +312,16 @@ def _fit_batch(panel, num_factors, priors, max_iterations, rtol, settings) -> La
     posterior = _posterior_at_batch(panel, params, f, settings=settings)
     objective = np.asarray(trace.objective)
     iterations, codes = np.asarray(iterations), np.asarray(codes)
-    results = []
-    for b in range(B):
-        post_b = jax.tree.map(lambda a, b=b: a[b], posterior)
-        obj_b = objective[b, : iterations[b]]
-        results.append(
-            _result(None, None, post_b, obj_b, int(iterations[b]), int(codes[b]), None, settings)
+    newton = np.asarray(posterior.status)
+    status = [_status(int(c), int(n)) for c, n in zip(codes, newton, strict=True)]
+    converged = np.isin(codes, (STOP_CONVERGED, STOP_PEAKED))
+    if np.any(codes == STOP_NON_FINITE):
+        warnings.warn(
+            f"Laplace-EM: {int(np.sum(codes == STOP_NON_FINITE))} of {B} panels stopped on a "
+            "non-finite objective (their last finite parameters are returned)",
+            RuntimeWarning,
+            stacklevel=3,
         )
-    converged = [r.converged for r in results]
-    status = [r.status for r in results]
     return LaplaceEMResult(
-        params, posterior, objective, np.asarray(converged), iterations, status, panel, prior,
-        settings,
+        params, posterior, objective, converged, iterations, status, panel, prior, settings,
     )  # fmt: skip
