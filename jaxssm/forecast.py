@@ -200,8 +200,9 @@ def predictive_log_likelihood(
 
 
 class FactorSelection(NamedTuple):
-    """``table``: one row per q with the mean held-out log-likelihood per cell, its standard
-    error, the Laplace objective on the training cells and the fit's status; ``best``: the q
+    r"""``table``: one row per q with the mean held-out log-likelihood per cell, its standard
+    error, the MAP-EM objective and the Laplace approximation of $\log p(X \mid \hat\theta)$ on
+    the training cells, and the fit's status; ``best``: the q
     with the highest held-out log-likelihood; ``heldout``: the (N, m) held-out mask."""
 
     table: pd.DataFrame
@@ -259,6 +260,7 @@ def select_num_factors(
                 "heldout_loglik_per_cell": float(cell.mean()),
                 "heldout_loglik_se": float(cell.std(ddof=1) / np.sqrt(cell.size)),
                 "train_objective": float(fit.objective[-1]),
+                "train_laplace_loglik": float(fit.posterior.objective),
                 "iterations": int(fit.num_iterations),
                 "status": fit.status,
             }

@@ -127,6 +127,8 @@ def test_select_num_factors_prefers_dynamics_when_present(truth, key):
     choice = select_num_factors(key, sim.counts, candidates=(0, 1, 2), max_iterations=300)
     table = choice.table.set_index("num_factors")
     assert choice.best >= 1
+    # the Laplace log-likelihood of the training cells rises from the static model to the true q
+    assert table.loc[2, "train_laplace_loglik"] > table.loc[0, "train_laplace_loglik"] + 10
     gain = (
         table.loc[choice.best, "heldout_loglik_per_cell"] - table.loc[0, "heldout_loglik_per_cell"]
     )
