@@ -560,10 +560,17 @@ def fit_bucket(
     done = store.completed() if store else set()
     items = [a for a in spec.accounts if (a.account, a.fingerprint) not in done]
     report = on_progress or (lambda done, fallbacks: None)
-    if len(items) < len(spec.accounts):
-        report(len(spec.accounts) - len(items), 0)
+    # Accounts of this bucket already in the store (a retried bucket whose worker died after
+    # writing): their stored rows are part of this bucket's result, so a retry returns what the
+    # first attempt would have.
+    earlier = {(a.account, a.fingerprint) for a in spec.accounts} & done
+    earlier_status, earlier_summary = (
+        store.rows(earlier) if earlier else (pd.DataFrame(), pd.DataFrame())
+    )
+    if earlier:
+        report(len(earlier), 0)
     if not items:
-        return BucketResult(spec.bucket_id, pd.DataFrame(), pd.DataFrame(), 0.0)
+        return BucketResult(spec.bucket_id, earlier_status, earlier_summary, 0.0)
 
     num_devices = jax.local_device_count()
     cap = max(batch_cap(spec.shape, options.max_batch, options.max_batch_obs), num_devices)
@@ -675,6 +682,9 @@ def fit_bucket(
     summary_table = _summary_rows(done_items, done_stats, done_status)
     if store is not None:
         store.write(spec.bucket_id, status_table, summary_table)
+    if earlier:
+        status_table = pd.concat([earlier_status, status_table], ignore_index=True)
+        summary_table = pd.concat([earlier_summary, summary_table], ignore_index=True)
     return BucketResult(spec.bucket_id, status_table, summary_table, time.perf_counter() - t0)
 
 

@@ -65,15 +65,9 @@ class ResultStore:
             return set()
         return set(zip(status["account"], status["fingerprint"], strict=True))
 
-    def consolidate(
-        self, keep: set[tuple[str, str]] | None = None
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """One status row per account and the summary rows of those accounts (duplicates from
-        retried work dropped); written as ``status.csv``, ``summary.csv`` and ``summary.parquet``.
-
-        ``keep`` restricts the output to these ``(account, fingerprint)`` pairs (the current
-        run's), so results of earlier runs on other data stay in ``parts/`` but not in the tables.
-        """
+    def rows(self, keep: set[tuple[str, str]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Status and summary rows written so far, one copy per account (retried work dropped),
+        restricted to the ``(account, fingerprint)`` pairs in ``keep`` when given."""
         status = self._read("status")
         summary = self._read("summary")
         if not status.empty and keep is not None:
@@ -83,10 +77,22 @@ class ResultStore:
             status = status.drop_duplicates(KEY, keep="first").sort_values("account")
             status = status.reset_index(drop=True)
         if not summary.empty:
-            done = status[KEY]
+            done = status[KEY] if not status.empty else pd.DataFrame(columns=KEY)
             summary = summary.merge(done, on=KEY, how="inner")
             summary = summary.drop_duplicates([*KEY, "level", "campaign", "adset"], keep="first")
             summary = summary.reset_index(drop=True)
+        return status, summary
+
+    def consolidate(
+        self, keep: set[tuple[str, str]] | None = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One status row per account and the summary rows of those accounts (duplicates from
+        retried work dropped); written as ``status.csv``, ``summary.csv`` and ``summary.parquet``.
+
+        ``keep`` restricts the output to these ``(account, fingerprint)`` pairs (the current
+        run's), so results of earlier runs on other data stay in ``parts/`` but not in the tables.
+        """
+        status, summary = self.rows(keep)
         write_csv_atomic(status, self.out_dir / "status.csv")
         write_csv_atomic(summary, self.out_dir / "summary.csv")
         if not summary.empty:

@@ -110,6 +110,24 @@ def test_rerun_on_the_same_output_skips_finished_accounts(batch_run, table):
     pd.testing.assert_frame_equal(again.summary, first.summary)
 
 
+def test_a_retried_bucket_returns_the_rows_its_first_attempt_wrote(batch_run, table):
+    """A worker can die after writing a bucket and before returning it: the retry must return
+    that bucket's stored rows (not an empty result) and fit nothing again."""
+    out, first = batch_run
+    accounts = ladder_accounts(table)
+    spec = make_specs(accounts, "multilevel", MultilevelPriors(), OPTIONS, out)[0]
+    retry = fit_bucket(spec)
+    ids = sorted(a.account for a in spec.accounts)
+    assert sorted(retry.status["account"]) == ids
+    assert retry.seconds == 0.0  # nothing was fitted
+    expected = first.summary[first.summary["account"].isin(ids)]
+    cols = ["account", "level", "campaign", "adset", "mean"]
+    pd.testing.assert_frame_equal(
+        retry.summary[cols].sort_values(cols[:4]).reset_index(drop=True),
+        expected[cols].sort_values(cols[:4]).reset_index(drop=True),
+    )
+
+
 # SVI settings that never declare convergence (no tolerance, no noise allowance): they push
 # every account down the fallback ladder.
 NEVER = SVIOptions(max_steps=1000, decay_steps=500, average_steps=200, rtol=0.0, noise_z=0.0)
