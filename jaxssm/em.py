@@ -300,16 +300,23 @@ def static_posterior(panel: Panel, params: Params) -> LaplacePosterior:
             f, panel.counts, panel.mask, panel.offset, params
         )
     )
+    return _unfactored_posterior(f, empty, empty, value)
+
+
+def _unfactored_posterior(mean, V_diag, V_sub, objective) -> LaplacePosterior:
+    """A :class:`LaplacePosterior` computed without the block Cholesky (the static model and the
+    dense reference): the factor is left empty, so it cannot be used for draws."""
+    empty = jnp.zeros_like(V_diag)
     return LaplacePosterior(
-        mean=f,
-        V_diag=empty,
-        V_sub=empty,
+        mean=mean,
+        V_diag=V_diag,
+        V_sub=V_sub,
         chol=bt.BlockCholesky(empty, empty),
-        log_joint=value,
-        logdet=jnp.zeros((), dtype),
-        objective=value,
+        log_joint=objective,
+        logdet=jnp.zeros((), mean.dtype),
+        objective=objective,
         num_steps=jnp.asarray(0),
-        status=jnp.where(jnp.isfinite(value), CONVERGED, NON_FINITE),
+        status=jnp.where(jnp.isfinite(objective), CONVERGED, NON_FINITE),
     )
 
 
@@ -324,18 +331,7 @@ def dense_posterior(panel: Panel, params: Params, f_init: jax.Array, settings: E
     idx = jnp.arange(N)
     V_diag = W[idx, :, idx, :]
     V_sub = jnp.concatenate([jnp.zeros((1, q, q), f.dtype), W[idx[1:], :, idx[1:] - 1, :]])
-    empty = jnp.zeros((N, q, q), f.dtype)
-    return LaplacePosterior(
-        mean=f,
-        V_diag=V_diag,
-        V_sub=V_sub,
-        chol=bt.BlockCholesky(empty, empty),
-        log_joint=objective,
-        logdet=jnp.zeros((), f.dtype),
-        objective=objective,
-        num_steps=jnp.asarray(0),
-        status=jnp.where(jnp.isfinite(objective), CONVERGED, NON_FINITE),
-    )
+    return _unfactored_posterior(f, V_diag, V_sub, objective)
 
 
 def e_step(panel: Panel, params: Params, f_init: jax.Array, settings: EMSettings):
