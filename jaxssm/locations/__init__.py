@@ -1,0 +1,43 @@
+"""Free-text locations to ISO 3166-1 countries: an offline gazetteer by default, an
+OpenAI-compatible LLM (httpx, throttled with aiolimiter) when one is configured, and a cascade."""
+
+from jaxssm.locations.base import (
+    STATUSES,
+    LocationNormalizer,
+    LocationResult,
+    Progress,
+    country_codes,
+    country_name,
+    dedupe,
+    fold,
+)
+from jaxssm.locations.cache import LocationCache
+from jaxssm.locations.cascade import CascadeNormalizer, make_normalizer
+from jaxssm.locations.gazetteer import GazetteerNormalizer, default_gazetteer
+from jaxssm.locations.limiter import DualLimiter, estimate_tokens
+from jaxssm.locations.llm import LLMError, LLMNormalizer, LLMUnavailableError, PermanentLLMError
+from jaxssm.locations.table import normalize_table, read_table
+
+__all__ = [
+    "STATUSES",
+    "CascadeNormalizer",
+    "DualLimiter",
+    "GazetteerNormalizer",
+    "LLMError",
+    "LLMNormalizer",
+    "LLMUnavailableError",
+    "LocationCache",
+    "LocationNormalizer",
+    "LocationResult",
+    "PermanentLLMError",
+    "Progress",
+    "country_codes",
+    "country_name",
+    "dedupe",
+    "default_gazetteer",
+    "estimate_tokens",
+    "fold",
+    "make_normalizer",
+    "normalize_table",
+    "read_table",
+]

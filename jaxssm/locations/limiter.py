@@ -1,0 +1,207 @@
+"""Requests-per-minute *and* tokens-per-minute throttling for LLM calls, with a concurrency cap.
+
+:class:`DualLimiter` admits one request at a time, in arrival order, against two budgets (requests
+and estimated tokens per minute) and a semaphore. Each budget is an ``aiolimiter.AsyncLimiter``
+that holds one second of the limit (larger amounts are taken in chunks of that size), started
+*full* so that a run does not open with a burst, plus a log of the last 60 s of admissions.
+
+Guarantees, for each budget with limit ``L`` per minute and ``t0`` the first admission's start:
+
+1. **Every prefix of a run**: the amount admitted in ``[t0, t]`` is at most ``L·(t − t0)/60``,
+   for every ``t``. The achieved rate, measured from the start, is never above the limit.
+2. **Every 60-second window**, wherever it starts: at most ``L`` (the log delays an admission
+   that would exceed it; this only binds after an idle gap or a cooldown).
+3. **Short windows**: steady demand is admitted at the exact rate ``L/60`` per second; after an
+   idle gap, at most one bucket (one second of the limit, at least one unit) goes out at once.
+
+A 429 calls :meth:`DualLimiter.cooldown`, which pauses every admission until it ends. A limiter
+belongs to one event loop (like the ``AsyncLimiter`` it wraps).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+
+from aiolimiter import AsyncLimiter
+
+WINDOW_S = 60.0
+
+
+def estimate_tokens(messages: Sequence[Mapping[str, str]]) -> int:
+    """An offline, deliberately high estimate of a chat request's prompt tokens.
+
+    ``ceil(utf8_bytes / 3)`` per message content, plus 4 tokens of framing per message and 3 for
+    the reply's priming. Over-estimates English by about a third and is about right for CJK (one
+    token per 3-byte character); no tokenizer is downloaded.
+
+    Example:
+        >>> estimate_tokens([{"role": "user", "content": "Berlin"}])
+        9
+    """
+    total = 3
+    for message in messages:
+        content = message.get("content") or ""
+        total += math.ceil(len(content.encode("utf-8")) / 3) + 4
+    return total
+
+
+class _Budget:
+    """``limit`` per ``window`` seconds: a pre-filled ``AsyncLimiter`` paces admissions at
+    ``limit / window`` per second, and a log of the last ``window`` seconds caps them."""
+
+    def __init__(self, limit: float, window: float = WINDOW_S):
+        if not limit > 0:
+            raise ValueError(f"a per-minute limit must be positive, got {limit!r}")
+        self.limit = float(limit)
+        self.window = float(window)
+        self.rate = self.limit / self.window  # per second
+        self.capacity = min(self.limit, max(1.0, self.rate))  # one second's worth, >= 1 unit
+        self._bucket = AsyncLimiter(self.capacity, self.capacity / self.rate)
+        self._log: deque[list[float]] = deque()  # [admitted_at, amount]
+        self._in_window = 0.0
+        self._primed = False
+        self.admitted = 0.0
+
+    async def take(self, amount: float, loop: asyncio.AbstractEventLoop) -> None:
+        if amount > self.limit:
+            raise ValueError(
+                f"one request of {amount:g} exceeds the whole per-minute limit {self.limit:g}"
+            )
+        if not self._primed:  # a fresh bucket is empty: filling it removes the opening burst
+            self._primed = True
+            await self._bucket.acquire(self.capacity)
+        left = float(amount)
+        while left > 0:
+            chunk = min(left, self.capacity)
+            await self._bucket.acquire(chunk)
+            left -= chunk
+        while True:
+            now = loop.time()
+            while self._log and self._log[0][0] <= now - self.window:
+                self._in_window -= self._log.popleft()[1]
+            excess = self._in_window + amount - self.limit
+            if excess <= 1e-9:
+                break
+            freed, until = 0.0, now
+            for admitted_at, old in self._log:  # the oldest entries whose expiry makes room
+                freed += old
+                until = admitted_at + self.window
+                if freed >= excess - 1e-9:
+                    break
+            await asyncio.sleep(max(until - now, 0.0) + 1e-3)
+        self._log.append([loop.time(), float(amount)])
+        self._in_window += amount
+        self.admitted += amount
+
+    def restamp(self, now: float) -> None:
+        """Move the latest admission to ``now`` (it was held back by a cooldown)."""
+        if self._log:
+            self._log[-1][0] = now
+
+
+class DualLimiter:
+    """FIFO admission against requests/min, tokens/min and a concurrency cap.
+
+    Args:
+        rpm: requests per minute, or None for no limit.
+        tpm: tokens per minute (prompt estimate plus ``max_tokens``), or None for no limit.
+        max_concurrency: requests in flight at once (local servers have a few slots), or None.
+        sleep: the coroutine used to wait out a :meth:`cooldown` (injectable for tests).
+
+    Example:
+        >>> limiter = DualLimiter(rpm=600, tpm=60_000, max_concurrency=4)
+        >>> async def call():
+        ...     async with limiter.slot(tokens=1_200):
+        ...         ...  # send the request here
+    """
+
+    def __init__(
+        self,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        *,
+        max_concurrency: int | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ):
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.rpm = rpm
+        self.tpm = tpm
+        self.max_concurrency = max_concurrency
+        self._requests = _Budget(rpm) if rpm is not None else None
+        self._tokens = _Budget(tpm) if tpm is not None else None
+        self._semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        self._lock = asyncio.Lock()  # waiters are woken in arrival order
+        self._sleep = sleep
+        self._resume_at = -math.inf
+        self._waited_to = -math.inf
+        self.started_at: float | None = None  # loop time of the first admission's start
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.admitted_requests = 0
+        self.admitted_tokens = 0
+        self.cooldowns = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"DualLimiter(rpm={self.rpm!r}, tpm={self.tpm!r}, "
+            f"max_concurrency={self.max_concurrency!r})"
+        )
+
+    def cooldown(self, seconds: float) -> None:
+        """Pause every admission for ``seconds`` from now (a 429: the server is over its limit)."""
+        loop = asyncio.get_running_loop()
+        self.cooldowns += 1
+        self._resume_at = max(self._resume_at, loop.time() + max(seconds, 0.0))
+
+    async def _wait_cooldown(self, loop: asyncio.AbstractEventLoop) -> bool:
+        waited = False
+        # Under the lock, so one wait serves everyone queued behind it; tracking the end time
+        # waited for (not the clock) also keeps an instant test ``sleep`` from spinning.
+        while self._resume_at > self._waited_to and (wait := self._resume_at - loop.time()) > 0:
+            self._waited_to = self._resume_at
+            waited = True
+            await self._sleep(wait)
+        return waited
+
+    async def acquire(self, tokens: int = 0) -> None:
+        """Wait for a turn at the rate limits (not the concurrency cap: see :meth:`slot`)."""
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            if self.started_at is None:
+                self.started_at = loop.time()
+            await self._wait_cooldown(loop)
+            if self._tokens is not None and tokens > 0:
+                await self._tokens.take(tokens, loop)
+            if self._requests is not None:
+                await self._requests.take(1, loop)
+            if await self._wait_cooldown(loop):  # a 429 arrived while we waited
+                for budget in (self._tokens, self._requests):
+                    if budget is not None:
+                        budget.restamp(loop.time())
+            self.admitted_requests += 1
+            self.admitted_tokens += tokens
+
+    @asynccontextmanager
+    async def slot(self, tokens: int = 0) -> AsyncIterator[None]:
+        """Hold a concurrency slot and an admission for one request of ``tokens`` tokens.
+
+        The concurrency slot is taken first, so a request is sent right after its admission.
+        """
+        if self._semaphore is not None:
+            await self._semaphore.acquire()
+        try:
+            await self.acquire(tokens)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                yield
+            finally:
+                self.in_flight -= 1
+        finally:
+            if self._semaphore is not None:
+                self._semaphore.release()

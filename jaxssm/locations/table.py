@@ -1,0 +1,98 @@
+"""Normalize the location column of a CSV / TSV / Parquet table; append the answers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from jaxssm.locations.base import LocationNormalizer, LocationResult
+
+RESULT_COLUMNS = ("country", "country_name", "region", "city", "status", "source", "candidates")
+
+
+class LocationTableError(ValueError):
+    """A locations table that cannot be read as asked (names the file and the column)."""
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """CSV / TSV / Parquet by extension. Empty cells are missing; "NA" stays a string (Namibia,
+    and a plausible location)."""
+    path = Path(path)
+    if not path.exists():
+        raise LocationTableError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    sep = "\t" if suffix in (".tsv", ".tab") else ","
+    try:
+        return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise LocationTableError(f"{path}: cannot be read as a table: {err}") from err
+
+
+def location_texts(frame: pd.DataFrame, column: str, source: str = "table") -> list[str | None]:
+    """The column's strings (None where missing), with a clear error if the column is absent."""
+    if column not in frame.columns:
+        raise LocationTableError(
+            f"{source}: no column {column!r}; the columns are {list(map(str, frame.columns))}"
+        )
+    return [None if pd.isna(v) else str(v) for v in frame[column].tolist()]
+
+
+def results_frame(results: Sequence[LocationResult], taken: Sequence[str] = ()) -> pd.DataFrame:
+    """The answers as columns; a name already in ``taken`` gets the prefix ``normalized_``."""
+    rows = [r.to_dict() for r in results]
+    frame = pd.DataFrame(rows, columns=["text", *RESULT_COLUMNS]).drop(columns="text")
+    return frame.rename(columns={c: f"normalized_{c}" for c in frame.columns if c in taken})
+
+
+def normalize_table(
+    frame: pd.DataFrame, column: str, normalizer: LocationNormalizer, source: str = "table"
+) -> pd.DataFrame:
+    """``frame`` with the normalizer's answers for ``column`` appended as columns."""
+    results = normalizer.normalize(location_texts(frame, column, source))
+    answers = results_frame(results, taken=list(map(str, frame.columns)))
+    return pd.concat([frame.reset_index(drop=True), answers], axis=1)
+
+
+def summarize(results: Sequence[LocationResult], top: int = 10) -> str:
+    """Rows, unique keys, counts by status and source, the most frequent countries."""
+    from collections import Counter
+
+    from jaxssm.locations.base import fold
+
+    status = Counter(r.status for r in results)
+    source = Counter(r.source.split(":")[0] if r.source else "" for r in results)
+    countries = Counter(r.country for r in results if r.country)
+    keys = len({fold(r.text) for r in results})
+    lines = [
+        f"{len(results)} rows, {keys} distinct locations",
+        "status: " + ", ".join(f"{k} {status[k]}" for k in sorted(status)),
+        "source: " + ", ".join(f"{k} {source[k]}" for k in sorted(source)),
+        "top countries: " + ", ".join(f"{c} {n}" for c, n in countries.most_common(top)),
+    ]
+    return "\n".join(lines)
+
+
+class ProgressPrinter:
+    """An ``on_progress`` callback that writes one line to a stream at most every ``every`` s."""
+
+    def __init__(self, stream=None, every: float = 2.0):
+        import sys
+        import time
+
+        self.stream = stream if stream is not None else sys.stderr
+        self.every = every
+        self._clock = time.monotonic
+        self._last = -float("inf")
+        self.last_progress = None
+
+    def __call__(self, progress) -> None:
+        self.last_progress = progress
+        now = self._clock()
+        if now - self._last >= self.every or progress.done >= progress.total:
+            self._last = now
+            print(progress.line(), file=self.stream, flush=True)
