@@ -230,7 +230,7 @@ def test_the_server_sees_the_configured_rates(fake_llm):
     assert len(arrivals) == 12
     for n, t in enumerate(arrivals, start=1):
         assert n <= 1200 / 60 * (t - t0) + 0.2  # n-th request no sooner than n / rate
-    assert arrivals[-1] - t0 < 12 * 0.05 + 0.4
+    assert arrivals[-1] - t0 < 12 * 0.05 + 1.5  # not throttled far below the rate (loose: load)
 
     fake_llm.reset()
     per_request = 700  # about one single-item request's estimate
