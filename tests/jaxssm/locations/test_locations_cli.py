@@ -78,3 +78,50 @@ def test_cascade_cli_asks_only_the_rest_and_caches(tmp_path, monkeypatch):
                    "h": "JP"}  # fmt: skip
     assert list(frame.status) == ["ok", "ok", "unknown", "ok", "ok", "unknown", "non_geo", "ok"]
     assert frame.source[3] == "cache" and frame.source[0] == "gazetteer"
+
+
+def test_a_run_killed_halfway_resumes_with_only_the_rest(tmp_path, monkeypatch):
+    """SIGKILL in the middle of an LLM run: the batches answered before the kill are on disk,
+    the rerun asks for the rest only (at most the batch in flight is asked twice)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    texts = [f"Zyx place {k}" for k in range(24)]  # nothing the gazetteer knows
+    path = tmp_path / "users.csv"
+    users = [f"u{k}" for k in range(24)]
+    pd.DataFrame({"user": users, "location": texts}).to_csv(path, index=False)
+    cache = tmp_path / "cache.sqlite"
+    answers = {t: ("NZ", None, None) for t in texts}
+    with FakeOpenAI(answers, latency=0.2) as server:
+        args = ["locations", str(path), "--out", str(tmp_path / "o.csv"), "--quiet",
+                "--backend", "llm", "--llm-base-url", server.base_url, "--model", "fake",
+                "--batch-size", "2", "--max-concurrency", "1", "--cache", str(cache)]  # fmt: skip
+        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        child = subprocess.Popen([sys.executable, "-m", "jaxssm.cli", *args], env=env)
+        deadline = time.monotonic() + 60
+        while len(server.requests) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        assert child.returncode == -signal.SIGKILL and not (tmp_path / "o.csv").exists()
+        first = server.texts_sent()
+        assert 8 <= sum(first.values()) < len(texts)  # killed halfway
+
+        from jaxssm.locations.cache import LocationCache
+
+        with LocationCache(cache) as db:
+            stored = db.count()
+        assert stored >= sum(first.values()) - 2  # all but the batch in flight were committed
+
+        server.reset()
+        assert main(args) == 0
+        second = server.texts_sent()
+        assert set(first) | set(second) == set(texts)  # nothing lost
+        assert sum(second.values()) == len(texts) - stored  # only the rest is asked
+        assert len(set(first) & set(second)) <= 2  # repeated: at most the batch in flight
+    frame = pd.read_csv(tmp_path / "o.csv", keep_default_na=False, na_values=[""])
+    assert (frame.country == "NZ").all()
