@@ -1,4 +1,8 @@
-"""Command line for jaxssm: ``jaxssm locations IN --column location --out OUT``.
+"""Command line for jaxssm.
+
+``jaxssm locations IN --column location --out OUT`` normalizes free-text locations;
+``jaxssm stargazers fetch OWNER/REPO --out FILE`` downloads a repository's stargazers;
+``jaxssm report STARGAZERS --out DIR`` runs the whole analysis and writes the report.
 
 No logic lives here: arguments become calls into :mod:`jaxssm.locations`.
 """
@@ -28,13 +32,54 @@ def build_parser() -> argparse.ArgumentParser:
     loc.add_argument("input", type=Path, help="CSV, TSV or Parquet file")
     loc.add_argument("--column", default="location", help="the free-text column (default location)")
     loc.add_argument("--out", required=True, type=Path, help="output CSV or Parquet")
-    loc.add_argument(
+    _add_llm_arguments(loc)
+    loc.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    stars = sub.add_parser("stargazers", help="get a repository's stargazers")
+    stars_sub = stars.add_subparsers(dest="stargazers_command", metavar="COMMAND", required=True)
+    from jaxssm.stargazers.fetch import add_fetch_arguments
+
+    add_fetch_arguments(
+        stars_sub.add_parser(
+            "fetch",
+            help="download stargazers (login, starred_at, location) over GitHub's GraphQL API",
+            description="Token from $GITHUB_TOKEN. Writes after every page; an interrupted "
+            "fetch resumes where it stopped when run again.",
+        )
+    )
+
+    rep = sub.add_parser(
+        "report",
+        help="the stargazers analysis: windows, has the geography changed, imputation, forecasts",
+        description="Reads a stargazers table (user, starred_at, location; CSV/TSV/Parquet, or "
+        "'bundled:demo'), locates every stargazer (offline gazetteer; LLM optional), fits the "
+        "Poisson dynamic factor model and writes report.html and CSV tables into --out.",
+    )
+    rep.add_argument("input", help="stargazers table, or bundled:demo")
+    rep.add_argument("--out", required=True, type=Path, help="output folder")
+    rep.add_argument("--repository", default=None, help="OWNER/REPO for the title")
+    rep.add_argument("--created-at", default=None, help="T_0 (default: metadata or first star)")
+    rep.add_argument("--freq", default="MS", help="window width (pandas frequency; default MS)")
+    rep.add_argument("--level", default="country", help="country, subregion, region, ...")
+    rep.add_argument("--region-level", default="subregion", help="grouping of region shares")
+    rep.add_argument("--candidates", default="0,1,2,3", help="numbers of factors to compare")
+    rep.add_argument("--horizon", type=int, default=6, help="windows to forecast")
+    rep.add_argument("--num-imputations", type=int, default=1000)
+    rep.add_argument("--drop-first", type=int, default=0, help="early windows left out")
+    rep.add_argument("--seed", type=int, default=0)
+    _add_llm_arguments(rep)
+    rep.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--backend",
         choices=("auto", "gazetteer", "llm", "cascade"),
         default="auto",
-        help="auto = cascade with an LLM URL, else the gazetteer alone",
+        help="location normalizer: auto = cascade with an LLM URL, else the gazetteer alone",
     )
-    llm = loc.add_argument_group("LLM (any OpenAI-compatible /chat/completions endpoint)")
+    llm = parser.add_argument_group("LLM (any OpenAI-compatible /chat/completions endpoint)")
     llm.add_argument("--llm-base-url", default=None, help="e.g. http://127.0.0.1:8000/v1")
     llm.add_argument("--model", default=None)
     llm.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the key")
@@ -48,8 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="SQLite cache of LLM answers (default: $XDG_CACHE_HOME/jaxssm/locations.sqlite)",
     )
-    loc.add_argument("--quiet", action="store_true", help="no progress lines")
-    return parser
 
 
 def default_cache_path() -> Path:
@@ -57,8 +100,72 @@ def default_cache_path() -> Path:
     return Path(root) / "jaxssm" / "locations.sqlite"
 
 
-def run_locations(args) -> int:
+def _normalizer(args, on_progress=None):
+    """The normalizer the LLM arguments ask for (ValueError on a bad combination)."""
     from jaxssm.locations.cascade import make_normalizer
+
+    llm_options = {}
+    if args.llm_base_url:
+        cache = args.cache or default_cache_path()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        llm_options = dict(
+            api_key_env=args.api_key_env,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            max_concurrency=args.max_concurrency,
+            batch_size=args.batch_size,
+            cache=cache,
+        )
+    return make_normalizer(
+        args.backend,
+        base_url=args.llm_base_url,
+        model=args.model,
+        on_progress=on_progress,
+        **llm_options,
+    )
+
+
+def run_report(args) -> int:
+    from jaxssm.stargazers.analysis import AnalysisSettings
+    from jaxssm.stargazers.ingest import StargazersError
+    from jaxssm.stargazers.report import report_from_file
+
+    try:
+        candidates = tuple(int(q) for q in args.candidates.split(","))
+    except ValueError:
+        print(
+            f"error: --candidates {args.candidates!r} is not a list like 0,1,2,3", file=sys.stderr
+        )
+        return 2
+    settings = AnalysisSettings(
+        freq=args.freq,
+        level=args.level,
+        region_level=args.region_level,
+        candidates=candidates,
+        horizon=args.horizon,
+        num_imputations=args.num_imputations,
+        drop_first=args.drop_first,
+        seed=args.seed,
+    )
+    try:
+        normalizer = _normalizer(args)
+        path = report_from_file(
+            args.input,
+            args.out,
+            settings=settings,
+            normalizer=normalizer,
+            created_at=args.created_at,
+            repository=args.repository,
+            progress=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
+        )
+    except (StargazersError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def run_locations(args) -> int:
     from jaxssm.locations.table import (
         LocationTableError,
         ProgressPrinter,
@@ -75,26 +182,8 @@ def run_locations(args) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     printer = None if args.quiet else ProgressPrinter()
-    llm_options = {}
-    if args.llm_base_url:
-        cache = args.cache or default_cache_path()
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        llm_options = dict(
-            api_key_env=args.api_key_env,
-            rpm=args.rpm,
-            tpm=args.tpm,
-            max_concurrency=args.max_concurrency,
-            batch_size=args.batch_size,
-            cache=cache,
-        )
     try:
-        normalizer = make_normalizer(
-            args.backend,
-            base_url=args.llm_base_url,
-            model=args.model,
-            on_progress=printer,
-            **llm_options,
-        )
+        normalizer = _normalizer(args, printer)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -133,6 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "locations":
         return run_locations(args)
+    if args.command == "report":
+        return run_report(args)
+    if args.command == "stargazers":
+        from jaxssm.stargazers.fetch import run_fetch
+
+        return run_fetch(args)
     return 0
 
 

@@ -203,11 +203,21 @@ class FactorSelection(NamedTuple):
     r"""``table``: one row per q with the mean held-out log-likelihood per cell, its standard
     error, the MAP-EM objective and the Laplace approximation of $\log p(X \mid \hat\theta)$ on
     the training cells, and the fit's status; ``best``: the q
-    with the highest held-out log-likelihood; ``heldout``: the (N, m) held-out mask."""
+    with the highest held-out log-likelihood; ``heldout``: the (N, m) held-out mask;
+    ``cell_loglik``: (len(candidates), held-out cells) the log predictive density of each
+    held-out cell under each q (for paired comparisons)."""
 
     table: pd.DataFrame
     best: int
     heldout: np.ndarray
+    cell_loglik: np.ndarray | None = None
+
+    def difference(self, q: int, baseline: int = 0) -> tuple[float, float]:
+        """Mean held-out log-likelihood per cell of q minus ``baseline``, and its paired
+        standard error (the same cells under both)."""
+        qs = list(self.table["num_factors"])
+        d = self.cell_loglik[qs.index(q)] - self.cell_loglik[qs.index(baseline)]
+        return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
 
 
 def holdout_cells(key: jax.Array, mask: np.ndarray, fraction: float) -> np.ndarray:
@@ -243,7 +253,7 @@ def select_num_factors(
     heldout = holdout_cells(key, observed, holdout_fraction)
     train_mask = observed & ~heldout
     x = np.where(observed, np.asarray(panel.counts), np.nan)
-    rows = []
+    rows, cells = [], []
     for q in candidates:
         fit = fit_laplace_em(
             x, q, mask=train_mask, offset=np.asarray(panel.offset), priors=priors, **fit_options
@@ -254,6 +264,7 @@ def select_num_factors(
                 fit.params, fit.posterior, x, heldout, fit.panel, parameter_cov=cov
             )
         )[heldout]
+        cells.append(cell)
         rows.append(
             {
                 "num_factors": q,
@@ -267,4 +278,4 @@ def select_num_factors(
         )
     table = pd.DataFrame(rows)
     best = int(table.loc[table["heldout_loglik_per_cell"].idxmax(), "num_factors"])
-    return FactorSelection(table, best, heldout)
+    return FactorSelection(table, best, heldout, np.stack(cells))

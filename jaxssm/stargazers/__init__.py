@@ -1,0 +1,1 @@
+"""The stargazers application: from a repository's stargazers to an investor report."""

@@ -1,0 +1,295 @@
+r"""The seed's analysis as one pipeline: located stargazers → windows and counts → "has the
+geography changed?" → the Poisson dynamic factor model with q chosen on held-out cells →
+imputed locations with intervals, beside the simple baseline → shares h windows ahead.
+
+The model of the located counts is $X_i(\eta) \sim \mathrm{Poisson}(Y_i \exp(\mu_\eta +
+\Lambda_\eta^\top f_i))$: the per-window log-offset $\log Y_i$ carries the total, so the
+factors describe the *proportions* $p_i = \mathrm{softmax}(\mu + \Lambda f_i)$ and $q = 0$ is
+the static model (fixed proportions, time-varying total). The held-out comparison uses the
+offsets of all located stargazers of a window (held-out cells included) for every q alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+import pandas as pd
+
+from jaxssm.fit import LaplaceEMResult, fit_laplace_em
+from jaxssm.forecast import FactorSelection, select_num_factors
+from jaxssm.locations import LocationNormalizer, default_gazetteer
+from jaxssm.stargazers.homogeneity import HomogeneityTest, homogeneity_test
+from jaxssm.stargazers.imputation import (
+    LocationImputation,
+    ShareForecast,
+    baseline_imputation,
+    forecast_shares,
+    impute_locations,
+    most_likely_locations,
+)
+from jaxssm.stargazers.regions import group_of
+from jaxssm.stargazers.windows import WindowedCounts, windowed_counts
+
+LOCATED_STATUSES = ("ok", "multi")
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Choices of an analysis (plain values, recorded in the report).
+
+    Attributes:
+        freq: window width $w$ (a pandas frequency; calendar months by default).
+        level: what a location is: ``country`` or a region level of
+            :mod:`jaxssm.stargazers.regions`.
+        region_level: the grouping for region shares and forecasts.
+        candidates: numbers of factors q compared on held-out cells (0 = static model).
+        holdout_fraction: share of the observed cells held out to choose q.
+        num_imputations: draws of the missing locations.
+        horizon: windows forecast past the data.
+        interval: central interval level of every reported interval.
+        homogeneity_draws: Monte Carlo tables of the homogeneity test.
+        drop_first: earliest windows left out of the heatmap and the homogeneity test.
+        max_iterations: EM iteration limit per fit.
+        seed: the seed of every random step.
+    """
+
+    freq: str = "MS"
+    level: str = "country"
+    region_level: str = "subregion"
+    candidates: tuple[int, ...] = (0, 1, 2, 3)
+    holdout_fraction: float = 0.1
+    num_imputations: int = 1000
+    horizon: int = 6
+    interval: float = 0.9
+    homogeneity_draws: int = 2000
+    drop_first: int = 0
+    max_iterations: int = 500
+    seed: int = 0
+
+
+@dataclass
+class StargazerAnalysis:
+    """Everything the report shows; each step's result as computed."""
+
+    table: pd.DataFrame
+    windows: WindowedCounts
+    settings: AnalysisSettings
+    created_at: pd.Timestamp
+    homogeneity: HomogeneityTest | None = None
+    selection: FactorSelection | None = None
+    fit: LaplaceEMResult | None = None
+    imputation: LocationImputation | None = None
+    baseline: LocationImputation | None = None
+    shares: ShareForecast | None = None
+    most_likely: pd.DataFrame | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def locations(self) -> list[str]:
+        return list(self.windows.counts.columns)
+
+    def groups(self, level: str | None = None) -> dict[str, str | None]:
+        """Location → its group at ``level`` (default: the settings' region level)."""
+        level = level or self.settings.region_level
+        if self.settings.level == level:
+            return {loc: loc for loc in self.locations}
+        return dict(zip(self.locations, group_of(self.locations, level), strict=True))
+
+    def model_comparison(self) -> dict:
+        """The best dynamic model (q > 0) against the static one on held-out cells (paired)."""
+        sel = self.selection
+        table = sel.table.set_index("num_factors")["heldout_loglik_per_cell"]
+        dynamic = int(table[table.index > 0].idxmax()) if (table.index > 0).any() else 0
+        diff, se = sel.difference(dynamic, 0) if dynamic else (0.0, 0.0)
+        cells = int(sel.heldout.sum())
+        return {
+            "best_q": int(sel.best),
+            "best_dynamic_q": dynamic,
+            "difference_per_cell": diff,
+            "difference_se": se,
+            "heldout_cells": cells,
+            "difference_total": diff * cells,
+        }
+
+    def verdict(self) -> str:
+        """The seed's question answered in plain words, with the numbers behind it."""
+        parts = []
+        if self.homogeneity is not None:
+            names = "countries" if self.settings.level == "country" else "regions"
+            parts.append(self.homogeneity.verdict(alpha=0.05, locations=names))
+        if self.selection is not None:
+            c = self.model_comparison()
+            if c["best_dynamic_q"] == 0:
+                parts.append("No dynamic model was compared.")
+            else:
+                z = c["difference_per_cell"] / c["difference_se"] if c["difference_se"] else 0.0
+                better = "better" if c["difference_per_cell"] > 0 else "worse"
+                parts.append(
+                    f"On {c['heldout_cells']:,} held-out cells the dynamic factor model with "
+                    f"q = {c['best_dynamic_q']} predicts {better} than the static model (fixed "
+                    f"proportions): {c['difference_per_cell']:+.4f} nats per cell "
+                    f"(± {c['difference_se']:.4f}, z = {z:.1f}; "
+                    f"{c['difference_total']:+.1f} in total)."
+                )
+                if c["best_q"] == 0:
+                    parts.append("The imputation uses the static model, which predicts best.")
+                else:
+                    parts.append(
+                        f"The imputation uses the dynamic model with q = {c['best_q']}, "
+                        "which predicts held-out cells best."
+                    )
+        return " ".join(parts)
+
+
+def locate(
+    table: pd.DataFrame,
+    normalizer: LocationNormalizer | None = None,
+) -> pd.DataFrame:
+    """Add ``country`` (ISO alpha-2 or None) and ``location_status`` to a stargazers frame.
+
+    A frame that already has a ``country`` column keeps it (status ``given``); otherwise the
+    ``location`` strings go through ``normalizer`` (default: the offline gazetteer). Statuses
+    ``ok`` and ``multi`` (the first place named) count as located; ``non_geo``, ``unknown`` and
+    ``failed`` as no usable location.
+    """
+    out = table.copy()
+    if "country" in out.columns:
+        out["location_status"] = np.where(out["country"].notna(), "given", "missing")
+        return out
+    normalizer = normalizer or default_gazetteer()
+    results = normalizer.normalize(out["location"].tolist())
+    located = [r.status in LOCATED_STATUSES and r.country is not None for r in results]
+    out["country"] = [r.country if ok else None for r, ok in zip(results, located, strict=True)]
+    out["location_status"] = [r.status if r.text else "empty" for r in results]
+    return out
+
+
+def _log_offset(located: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offset $\\log Y_i$ broadcast over locations, and the observed mask (windows with no
+    located stargazer are missing windows)."""
+    has = located > 0
+    offset = np.where(has, np.log(np.maximum(located, 1)), 0.0)[:, None] * np.ones((1, m))
+    return offset, np.repeat(has[:, None], m, axis=1)
+
+
+def analyze(
+    table: pd.DataFrame,
+    *,
+    created_at=None,
+    settings: AnalysisSettings = AnalysisSettings(),
+    normalizer: LocationNormalizer | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> StargazerAnalysis:
+    """Run every step of the analysis on a stargazers frame (see :func:`read_stargazers`).
+
+    Args:
+        table: the canonical stargazers frame; a ``country`` column skips normalization.
+        created_at: $T_0$, the repository's creation (default: the first star).
+        settings: the analysis choices.
+        normalizer: location normalizer (default: the offline gazetteer).
+        progress: called with a line of text as each step starts and ends.
+    """
+    say = progress or (lambda _line: None)
+    timings: dict[str, float] = {}
+
+    def step(name: str):
+        say(f"{name} ...")
+        timings[name] = time.perf_counter()
+
+    def done(name: str, detail: str = ""):
+        timings[name] = time.perf_counter() - timings[name]
+        say(f"{name}: done in {timings[name]:.1f} s{'; ' + detail if detail else ''}")
+
+    step("locations")
+    located = locate(table, normalizer)
+    n_loc = int(located["country"].notna().sum())
+    done("locations", f"{n_loc:,} of {len(located):,} stargazers located")
+
+    start = pd.Timestamp(created_at) if created_at is not None else located["starred_at"].min()
+    start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
+    start = min(start, located["starred_at"].min())
+    loc_values = located["country"].tolist()
+    if settings.level != "country":
+        loc_values = group_of(loc_values, settings.level)
+    windows = windowed_counts(
+        located["starred_at"],
+        pd.Series(loc_values, dtype=object),
+        start=start,
+        freq=settings.freq,
+        level=settings.level,
+    )
+    result = StargazerAnalysis(located, windows, settings, start, timings=timings)
+    X = windows.counts.to_numpy(float)
+    m = X.shape[1]
+    key = jax.random.key(settings.seed)
+    k_sel, k_imp, k_fc = jax.random.split(key, 3)
+
+    step("homogeneity test")
+    kept = X[settings.drop_first :]
+    result.homogeneity = homogeneity_test(
+        kept.astype(int), num_draws=settings.homogeneity_draws, seed=settings.seed
+    )
+    done("homogeneity test", f"p = {result.homogeneity.p_value:.4g}")
+
+    offset, observed = _log_offset(windows.located.to_numpy(), m)
+    step("choosing q")
+    result.selection = select_num_factors(
+        k_sel,
+        X,
+        candidates=settings.candidates,
+        mask=observed,
+        offset=offset,
+        holdout_fraction=settings.holdout_fraction,
+        max_iterations=settings.max_iterations,
+    )
+    done("choosing q", f"q = {result.selection.best}")
+
+    step("fit")
+    result.fit = fit_laplace_em(
+        X,
+        result.selection.best,
+        mask=observed,
+        offset=offset,
+        max_iterations=settings.max_iterations,
+    )
+    done("fit", f"{result.fit.status} after {int(result.fit.num_iterations)} iterations")
+
+    step("imputation")
+    missing = windows.unlocated.to_numpy()
+    S = settings.num_imputations
+    result.imputation = impute_locations(
+        k_imp, result.fit, X, missing, result.locations, num_draws=S
+    )
+    result.baseline = baseline_imputation(settings.seed, X, missing, result.locations, num_draws=S)
+    unlocated = located["country"].isna().to_numpy() & (windows.window >= 0)
+    if settings.level != "country":
+        unlocated = np.asarray([v is None for v in loc_values]) & (windows.window >= 0)
+    result.most_likely = most_likely_locations(
+        result.imputation, located.loc[unlocated, "user"].tolist(), windows.window[unlocated]
+    )
+    done("imputation", f"{int(missing.sum()):,} stargazers without a location, {S} draws")
+
+    step("forecast")
+    result.shares = forecast_shares(
+        k_fc, result.fit, result.locations, settings.horizon, num_draws=S
+    )
+    done("forecast", f"{settings.horizon} windows ahead")
+    return result
+
+
+def future_labels(windows: WindowedCounts, horizon: int, freq: str) -> list[str]:
+    """Labels of the ``horizon`` windows after the data, like :attr:`WindowedCounts.labels`."""
+    from jaxssm.stargazers.windows import window_width
+
+    width = window_width(freq)
+    last = windows.edges[-1]
+    fmt = "%Y-%m" if (windows.edges[1] - windows.edges[0]) >= pd.Timedelta(days=28) else "%Y-%m-%d"
+    return [(last + k * width).strftime(fmt) for k in range(horizon)]
+
+
+def top_locations(totals: pd.Series, k: int) -> Sequence[str]:
+    return list(totals.sort_values(ascending=False).index[:k])

@@ -1,0 +1,126 @@
+"""Read a stargazers table: one row per stargazer with a login, the time of the star and the
+free-text location of the profile (CSV, TSV, Parquet or a DataFrame).
+
+The canonical frame has the columns ``user`` (str), ``starred_at`` (tz-aware UTC timestamps) and
+``location`` (str or None), in star order; columns already normalized (``country`` as ISO
+alpha-2, ``region``, ``city``) are kept. Common spellings of the column names are accepted
+(``login``, ``starredAt``, ``starred``, ``date``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jaxssm.params import DataError
+
+USER_NAMES = ("user", "login", "username", "user_login", "stargazer")
+TIME_NAMES = ("starred_at", "starredat", "starred", "date", "timestamp", "time")
+LOCATION_NAMES = ("location", "user_location", "raw_location")
+
+
+class StargazersError(DataError):
+    """A stargazers table that cannot be used; the message names the file, row and column."""
+
+
+def _find_column(frame: pd.DataFrame, asked: str | None, names: tuple[str, ...], what: str, src):
+    if asked is not None:
+        if asked not in frame.columns:
+            raise StargazersError(
+                f"{src}: no column {asked!r} for the {what}; the columns are {list(frame.columns)}"
+            )
+        return asked
+    lowered = {str(c).lower().replace("-", "_"): c for c in frame.columns}
+    for name in names:
+        if name in lowered:
+            return lowered[name]
+    raise StargazersError(
+        f"{src}: no {what} column (looked for {', '.join(names)}); the columns are "
+        f"{list(map(str, frame.columns))}"
+    )
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise StargazersError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    sep = "\t" if suffix in (".tsv", ".tab") else ","
+    try:
+        return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], dtype=str)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise StargazersError(f"{path}: cannot be read as a table: {err}") from err
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The fetcher's (or the demo's) sidecar ``<stem>.meta.json`` next to a table, if any."""
+    path = Path(path)
+    for candidate in (path.with_suffix(".meta.json"), Path(str(path) + ".meta.json")):
+        if candidate.exists():
+            return json.loads(candidate.read_text())
+    return {}
+
+
+def read_stargazers(
+    source: str | os.PathLike | pd.DataFrame,
+    *,
+    user: str | None = None,
+    starred_at: str | None = None,
+    location: str | None = None,
+) -> pd.DataFrame:
+    """The canonical stargazers frame (see the module docstring), sorted by ``starred_at``.
+
+    Raises:
+        StargazersError: a missing file or column, or a timestamp that cannot be read (the
+            message names the file, the line — header = line 1 — and the column), or a duplicated
+            user.
+    """
+    if isinstance(source, pd.DataFrame):
+        frame, src, first_line = source.reset_index(drop=True), "table", 0
+    else:
+        path = Path(source)
+        frame, src, first_line = _read_file(path).reset_index(drop=True), str(path), 2
+    user_col = _find_column(frame, user, USER_NAMES, "user (login)", src)
+    time_col = _find_column(frame, starred_at, TIME_NAMES, "star time", src)
+    loc_col = _find_column(frame, location, LOCATION_NAMES, "location", src)
+
+    raw_time = frame[time_col]
+    times = pd.to_datetime(raw_time, utc=True, errors="coerce", format="mixed")
+    bad = times.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        where = f"line {row + first_line}" if first_line else f"row {row}"
+        raise StargazersError(
+            f"{src}: {where}, column {time_col!r}: {raw_time.iloc[row]!r} is not a timestamp "
+            f"({int(bad.sum())} such rows)"
+        )
+    users = frame[user_col].astype("string")
+    missing_user = users.isna().to_numpy()
+    if missing_user.any():
+        row = int(np.flatnonzero(missing_user)[0])
+        where = f"line {row + first_line}" if first_line else f"row {row}"
+        raise StargazersError(f"{src}: {where}, column {user_col!r}: the user is empty")
+    dup = users.duplicated().to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        where = f"line {row + first_line}" if first_line else f"row {row}"
+        raise StargazersError(
+            f"{src}: {where}, column {user_col!r}: user {users.iloc[row]!r} appears twice "
+            f"({int(dup.sum())} repeated rows)"
+        )
+    locations = [
+        None if (pd.isna(v) or not str(v).strip()) else str(v) for v in frame[loc_col].tolist()
+    ]
+    out = pd.DataFrame(
+        {"user": users.astype(str).to_numpy(), "starred_at": times, "location": locations}
+    )
+    for extra in ("country", "region", "city"):
+        if extra in frame.columns and extra not in (user_col, time_col, loc_col):
+            values = frame[extra]
+            out[extra] = [None if pd.isna(v) or not str(v).strip() else str(v) for v in values]
+    return out.sort_values("starred_at", kind="stable").reset_index(drop=True)
