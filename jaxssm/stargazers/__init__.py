@@ -1,1 +1,53 @@
-"""The stargazers application: from a repository's stargazers to an investor report."""
+"""The stargazers application: from a repository's stargazers to an investor report.
+
+fetch (GitHub GraphQL) → :func:`read_stargazers` → locations (:mod:`jaxssm.locations`) →
+:func:`windowed_counts` → :func:`homogeneity_test` → the Poisson dynamic factor model →
+:func:`impute_locations` beside :func:`baseline_imputation` → :func:`forecast_shares` →
+:func:`write_report`. :func:`analyze` runs the steps in order.
+"""
+
+from jaxssm.stargazers.analysis import AnalysisSettings, StargazerAnalysis, analyze, locate
+from jaxssm.stargazers.fetch import FetchError, fetch_stargazers
+from jaxssm.stargazers.homogeneity import HomogeneityTest, homogeneity_test
+from jaxssm.stargazers.imputation import (
+    LocationImputation,
+    ShareForecast,
+    baseline_imputation,
+    forecast_shares,
+    impute_locations,
+    most_likely_locations,
+)
+from jaxssm.stargazers.ingest import StargazersError, read_stargazers
+from jaxssm.stargazers.regions import LATIN_AMERICA, group_of, region_table
+from jaxssm.stargazers.report import report_from_file, write_report
+from jaxssm.stargazers.simulate import SimulatedStargazers, simulate_stargazers
+from jaxssm.stargazers.windows import WindowedCounts, covering_set, windowed_counts
+
+__all__ = [
+    "LATIN_AMERICA",
+    "AnalysisSettings",
+    "FetchError",
+    "HomogeneityTest",
+    "LocationImputation",
+    "ShareForecast",
+    "SimulatedStargazers",
+    "StargazerAnalysis",
+    "StargazersError",
+    "WindowedCounts",
+    "analyze",
+    "baseline_imputation",
+    "covering_set",
+    "fetch_stargazers",
+    "forecast_shares",
+    "group_of",
+    "homogeneity_test",
+    "impute_locations",
+    "locate",
+    "most_likely_locations",
+    "read_stargazers",
+    "region_table",
+    "report_from_file",
+    "simulate_stargazers",
+    "windowed_counts",
+    "write_report",
+]

@@ -21,7 +21,7 @@ import pandas as pd
 
 from jaxssm.fit import LaplaceEMResult, fit_laplace_em
 from jaxssm.forecast import FactorSelection, select_num_factors
-from jaxssm.locations import LocationNormalizer, default_gazetteer
+from jaxssm.locations import LocationNormalizer, country_name, default_gazetteer
 from jaxssm.stargazers.homogeneity import HomogeneityTest, homogeneity_test
 from jaxssm.stargazers.imputation import (
     LocationImputation,
@@ -47,7 +47,9 @@ class AnalysisSettings:
             :mod:`jaxssm.stargazers.regions`.
         region_level: the grouping for region shares and forecasts.
         candidates: numbers of factors q compared on held-out cells (0 = static model).
-        holdout_fraction: share of the observed cells held out to choose q.
+        folds: q is chosen by K-fold cross-validation over the observed cells (every cell
+            held out once); 1 holds out ``holdout_fraction`` of them once.
+        holdout_fraction: share of the observed cells held out when ``folds`` is 1.
         num_imputations: draws of the missing locations.
         horizon: windows forecast past the data.
         interval: central interval level of every reported interval.
@@ -61,6 +63,7 @@ class AnalysisSettings:
     level: str = "country"
     region_level: str = "subregion"
     candidates: tuple[int, ...] = (0, 1, 2, 3)
+    folds: int = 5
     holdout_fraction: float = 0.1
     num_imputations: int = 1000
     horizon: int = 6
@@ -229,7 +232,11 @@ def analyze(
     k_sel, k_imp, k_fc = jax.random.split(key, 3)
 
     step("homogeneity test")
-    kept = X[settings.drop_first :]
+    kept = windows.counts.iloc[settings.drop_first :].set_axis(
+        windows.labels[settings.drop_first :], axis=0
+    )
+    if settings.level == "country":
+        kept = kept.rename(columns=lambda code: country_name(code) or code)
     result.homogeneity = homogeneity_test(
         kept.astype(int), num_draws=settings.homogeneity_draws, seed=settings.seed
     )
@@ -244,6 +251,7 @@ def analyze(
         mask=observed,
         offset=offset,
         holdout_fraction=settings.holdout_fraction,
+        folds=settings.folds,
         max_iterations=settings.max_iterations,
     )
     done("choosing q", f"q = {result.selection.best}")

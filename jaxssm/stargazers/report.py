@@ -17,7 +17,7 @@ from jaxssm.locations import country_name
 from jaxssm.stargazers import plots
 from jaxssm.stargazers.analysis import StargazerAnalysis, future_labels
 from jaxssm.stargazers.regions import LATIN_AMERICA
-from jaxssm.stargazers.windows import covering_set
+from jaxssm.stargazers.windows import covering_set, describe_width
 
 ASSUMPTIONS = (
     "Locations are missing at random within a window: a stargazer without a usable location "
@@ -108,7 +108,7 @@ def write_report(
     total, n_loc = int(growth["total"].sum()), int(growth["located"].sum())
     sections.append(
         "<h2>Growth over time</h2>"
-        f"<p>{total:,} stargazers in {w.num_windows} windows of {html.escape(str(s.freq))} from "
+        f"<p>{total:,} stargazers in {w.num_windows} windows of {describe_width(s.freq)} from "
         f"{analysis.created_at:%Y-%m-%d}; {n_loc:,} ({n_loc / max(total, 1):.0%}) give a usable "
         f"location.</p><img src='data:image/png;base64,{_png(plots.plot_growth(w))}'>"
         + csv(growth, "growth.csv")

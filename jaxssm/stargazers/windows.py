@@ -49,6 +49,18 @@ def window_width(freq: str | pd.DateOffset | pd.Timedelta) -> pd.DateOffset | pd
     return width
 
 
+def describe_width(freq) -> str:
+    """The width in words: "1 month", "3 months", "7 days"."""
+    width = window_width(freq)
+    if isinstance(width, pd.Timedelta):
+        days = width / pd.Timedelta(days=1)
+        if days >= 1 and days == int(days):
+            return f"{int(days)} day{'s' if days != 1 else ''}"
+        return str(width)
+    parts = [f"{v} {k[:-1] if v == 1 else k}" for k, v in width.kwds.items()]
+    return " ".join(parts)
+
+
 def window_edges(start, end, freq="MS") -> pd.DatetimeIndex:
     """Edges $T_0, T_0 + w, \\dots, T_0 + Nw$ with $T_0 + Nw \\ge$ ``end`` (UTC)."""
     start, end = pd.Timestamp(start), pd.Timestamp(end)
