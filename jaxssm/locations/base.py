@@ -89,6 +89,26 @@ def _strip(s: str) -> str:
     return "".join(out)
 
 
+def is_missing(value) -> bool:
+    """None, NaN, ``pd.NA`` and ``NaT``: a cell with no location (pandas gives NaN, not None,
+    for an empty cell of a string column; "nan" must not become the Thai province Nan)."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return False
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return False
+
+
+def as_texts(texts: Sequence[object]) -> list[str | None]:
+    """Inputs as strings, with every kind of missing value (see :func:`is_missing`) as None."""
+    return [None if is_missing(t) else str(t) for t in texts]
+
+
 def fold(text: str | None) -> str:
     """The dedupe key of a location string.
 
@@ -96,7 +116,7 @@ def fold(text: str | None) -> str:
     case folded, emoji and other symbols dropped, whitespace collapsed. Punctuation is kept:
     the gazetteer splits on it. CJK and other scripts pass through unchanged.
     """
-    if not text:
+    if not text or is_missing(text):
         return ""
     s = unicodedata.normalize("NFKC", str(text))
     s = unicodedata.normalize("NFKD", s)

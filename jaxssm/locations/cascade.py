@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from jaxssm.locations.base import LocationNormalizer, LocationResult, Progress, dedupe
+from jaxssm.locations.base import LocationNormalizer, LocationResult, Progress, as_texts, dedupe
 
 ASK_LLM_FOR = ("unknown", "multi")
 
@@ -77,6 +77,7 @@ class CascadeNormalizer:
         raise RuntimeError("normalize() was called inside a running event loop: await anormalize()")
 
     async def anormalize(self, texts: Sequence[str | None]) -> list[LocationResult]:
+        texts = as_texts(texts)
         keys, inverse = dedupe(texts)
         first_text: list[str | None] = [None] * len(keys)
         for text, k in zip(texts, inverse, strict=True):

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
-from jaxssm.locations.base import LocationResult, country_codes, country_name, fold
+from jaxssm.locations.base import LocationResult, as_texts, country_codes, country_name, fold
 
 DATA_VERSION = 1
 """Bump when the tables or the reading rules change: it is part of :attr:`version`."""
@@ -1131,6 +1131,7 @@ class GazetteerNormalizer:
         Returns:
             Results whose ``text`` is the original input ("" for None).
         """
+        texts = as_texts(texts)
         index: dict[str, int] = {}  # as base.dedupe, with the faster (identical) fold
         inverse: list[int] = []
         representative: list[str | None] = []

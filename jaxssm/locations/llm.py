@@ -36,6 +36,7 @@ import httpx
 from jaxssm.locations.base import (
     LocationResult,
     Progress,
+    as_texts,
     country_codes,
     country_name,
     dedupe,
@@ -460,7 +461,7 @@ class LLMNormalizer:
     async def anormalize(self, texts: Sequence[str | None]) -> list[LocationResult]:
         """Async :meth:`normalize`. Raises :class:`LLMError` (with ``.results``) when it stops."""
         loop = asyncio.get_running_loop()
-        texts = list(texts)
+        texts = as_texts(texts)
         keys, inverse = dedupe(texts)
         first: dict[str, str] = {}
         for text, j in zip(texts, inverse, strict=True):

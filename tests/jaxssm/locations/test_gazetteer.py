@@ -194,3 +194,17 @@ def test_aliases_override_and_change_the_version():
     assert small.version != default_gazetteer().version and "aliases-" in small.version
     with pytest.raises(ValueError, match="alpha-2"):
         GazetteerNormalizer(aliases={"Nowhere": "ZZ"})
+
+
+def test_missing_cells_of_a_dataframe_are_missing_not_thailand(gaz):
+    """pandas gives NaN for an empty string cell; str(NaN) = "nan" is also the Thai province
+    Nan, so every kind of missing value must be read as no location."""
+    import numpy as np
+    import pandas as pd
+
+    column = pd.Series(["Berlin", None, "", "Nan, Thailand"], dtype="str")
+    texts = [*column.tolist(), np.nan, pd.NA, pd.NaT]
+    out = gaz.normalize(texts)
+    assert [r.country for r in out] == ["DE", None, None, "TH", None, None, None]
+    assert [r.text for r in out][4:] == ["", "", ""]
+    assert all(r.status == "unknown" for r in out[4:])

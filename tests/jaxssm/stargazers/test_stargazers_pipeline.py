@@ -164,6 +164,9 @@ def test_report_cli_writes_every_table_and_an_html_page(runs, tmp_path, capsys):
     assert "Latin America and the Caribbean" in set(regions.location)
     users = pd.read_csv(out / "most_likely_locations.csv", keep_default_na=False)
     assert len(users) == growth.unlocated.sum()
+    # empty cells read back from the CSV are missing (not "nan"): exactly the hidden ones
+    assert growth.unlocated.sum() == sim.truth.hidden.sum()
+    assert set(users.user) == set(sim.truth.user[sim.truth.hidden])
     test = json.loads((out / "stationarity.json").read_text())
     assert test["homogeneity"]["p_value"] < 0.05
     assert "wrote" in capsys.readouterr().out
