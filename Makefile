@@ -10,12 +10,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Create the environment, install the package, fit the revenue model on the bundled data.
+# Create the environment, install the package, fit the revenue model on the bundled data and
+# write the stargazers report of the bundled (simulated) repository.
 demo: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/jaxrev fit bundled:uci_online_retail --method svi --out $(OUT)/uci_online_retail
 	$(BIN)/jaxrev fit bundled:simulated_account --method nuts --out $(OUT)/simulated_account_nuts
 	$(BIN)/jaxrev fit bundled:simulated_account --method svi --out $(OUT)/simulated_account_svi
+	$(BIN)/jaxssm report bundled:demo --out $(OUT)/stargazers_report
 	@echo "Demo outputs are in $(OUT)/"
 
 # Install the test extra and run the whole suite.
