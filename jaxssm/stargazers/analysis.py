@@ -31,7 +31,7 @@ from jaxssm.stargazers.imputation import (
     impute_locations,
     most_likely_locations,
 )
-from jaxssm.stargazers.regions import group_of
+from jaxssm.stargazers.regions import group_of, region_table
 from jaxssm.stargazers.windows import WindowedCounts, windowed_counts
 
 LOCATED_STATUSES = ("ok", "multi")
@@ -100,7 +100,20 @@ class StargazerAnalysis:
         level = level or self.settings.region_level
         if self.settings.level == level:
             return {loc: loc for loc in self.locations}
-        return dict(zip(self.locations, group_of(self.locations, level), strict=True))
+        if self.settings.level == "country":
+            return dict(zip(self.locations, group_of(self.locations, level), strict=True))
+        # locations are groups already: map each to the coarser group that contains it, or keep
+        # it when ``level`` is not coarser (a group spread over several)
+        codes = list(region_table().index)
+        parents: dict[str, set] = {}
+        for own, parent in zip(
+            group_of(codes, self.settings.level), group_of(codes, level), strict=True
+        ):
+            parents.setdefault(own, set()).add(parent)
+        return {
+            loc: next(iter(parents[loc])) if len(parents.get(loc, ())) == 1 else loc
+            for loc in self.locations
+        }
 
     def model_comparison(self) -> dict:
         """The best dynamic model (q > 0) against the static one on held-out cells (paired)."""

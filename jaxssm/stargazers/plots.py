@@ -169,7 +169,8 @@ def plot_share_forecast(
     _tick_every(list(windows.labels) + list(future_labels), ax)
     ax.set_ylabel("share of stargazers")
     ax.set_title(f"Shares by region (imputed, {level:.0%} intervals) and forecast (dashed)")
-    ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper left")
+    if groups:
+        ax.legend(frameon=False, fontsize=8, ncol=2, loc="upper left")
     fig.tight_layout()
     return fig
 

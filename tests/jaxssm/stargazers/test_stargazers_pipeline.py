@@ -181,3 +181,26 @@ def test_report_cli_names_a_bad_row(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "stars.csv: line 3, column 'starred_at'" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_groups_of_region_level_locations():
+    """Fitted at the sub-region level, region shares group sub-regions into M49 regions."""
+    from types import SimpleNamespace
+
+    from jaxssm.stargazers.analysis import StargazerAnalysis
+
+    names = ["Latin America and the Caribbean", "Northern America", "Western Europe"]
+    windows = SimpleNamespace(counts=pd.DataFrame(columns=names))
+    analysis = StargazerAnalysis(
+        None, windows, AnalysisSettings(level="subregion", region_level="region"), None
+    )
+    assert analysis.groups() == dict(zip(names, ["Americas", "Americas", "Europe"], strict=True))
+    # a finer grouping than the locations keeps them as they are
+    assert analysis.groups("intermediate_region") == {n: n for n in names}
+    country = StargazerAnalysis(
+        None,
+        SimpleNamespace(counts=pd.DataFrame(columns=["BR", "US"])),
+        AnalysisSettings(region_level="subregion"),
+        None,
+    )
+    assert country.groups() == {"BR": "Latin America and the Caribbean", "US": "Northern America"}
