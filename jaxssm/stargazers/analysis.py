@@ -149,7 +149,8 @@ class StargazerAnalysis:
                     f"q = {c['best_dynamic_q']} predicts {better} than the static model (fixed "
                     f"proportions): {c['difference_per_cell']:+.4f} nats per cell "
                     f"(± {c['difference_se']:.4f}, z = {z:.1f}; "
-                    f"{c['difference_total']:+.1f} in total)."
+                    f"{c['difference_total']:+.1f} in total)"
+                    + ("; a difference within its noise." if abs(z) < 2 else ".")
                 )
                 if c["best_q"] == 0:
                     parts.append("The imputation uses the static model, which predicts best.")
