@@ -43,3 +43,16 @@ def test_ssm_notebook_runs_and_reaches_its_conclusions(tmp_path, monkeypatch):
     assert "90% imputation intervals cover" in text  # the notebook asserts the coverage itself
     assert "chosen q = " in text and "chosen q = 0" not in text
     assert images >= 4
+
+
+@pytest.mark.slow
+def test_stargazers_notebook_runs_and_reaches_its_conclusions(tmp_path, monkeypatch):
+    text, images = run_notebook("stargazers.ipynb", tmp_path, monkeypatch)
+    # the cells assert the conclusions themselves (p < 0.05, q >= 1, coverage >= 0.8, ...)
+    assert "The offline gazetteer places" in text or "Skipped:" in text
+    assert "The geography changed over time" in text and "Monte Carlo p" in text
+    assert "chosen q = " in text and "chosen q = 0" not in text
+    assert "90% intervals of the imputed country totals cover the truth for" in text
+    assert "Latin America and the Caribbean:" in text
+    assert "write_report wrote" in text and "report.html" in text
+    assert images >= 6

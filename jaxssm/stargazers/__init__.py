@@ -6,7 +6,13 @@ fetch (GitHub GraphQL) → :func:`read_stargazers` → locations (:mod:`jaxssm.l
 :func:`write_report`. :func:`analyze` runs the steps in order.
 """
 
-from jaxssm.stargazers.analysis import AnalysisSettings, StargazerAnalysis, analyze, locate
+from jaxssm.stargazers.analysis import (
+    AnalysisSettings,
+    StargazerAnalysis,
+    analyze,
+    future_labels,
+    locate,
+)
 from jaxssm.stargazers.fetch import FetchError, fetch_stargazers
 from jaxssm.stargazers.homogeneity import HomogeneityTest, homogeneity_test
 from jaxssm.stargazers.imputation import (
@@ -16,6 +22,7 @@ from jaxssm.stargazers.imputation import (
     forecast_shares,
     impute_locations,
     most_likely_locations,
+    proportion_draws,
 )
 from jaxssm.stargazers.ingest import StargazersError, read_stargazers
 from jaxssm.stargazers.regions import LATIN_AMERICA, group_of, region_table
@@ -39,11 +46,13 @@ __all__ = [
     "covering_set",
     "fetch_stargazers",
     "forecast_shares",
+    "future_labels",
     "group_of",
     "homogeneity_test",
     "impute_locations",
     "locate",
     "most_likely_locations",
+    "proportion_draws",
     "read_stargazers",
     "region_table",
     "report_from_file",

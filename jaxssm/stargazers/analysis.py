@@ -12,7 +12,7 @@ offsets of all located stargazers of a window (held-out cells included) for ever
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import jax
@@ -157,7 +157,8 @@ class StargazerAnalysis:
                 else:
                     parts.append(
                         f"The imputation uses the dynamic model with q = {c['best_q']}, "
-                        "which predicts held-out cells best."
+                        "which predicts held-out cells best"
+                        + (" (by a margin within its noise)." if abs(z) < 2 else ".")
                     )
         return " ".join(parts)
 
@@ -311,7 +312,3 @@ def future_labels(windows: WindowedCounts, horizon: int, freq: str) -> list[str]
     last = windows.edges[-1]
     fmt = "%Y-%m" if (windows.edges[1] - windows.edges[0]) >= pd.Timedelta(days=28) else "%Y-%m-%d"
     return [(last + k * width).strftime(fmt) for k in range(horizon)]
-
-
-def top_locations(totals: pd.Series, k: int) -> Sequence[str]:
-    return list(totals.sort_values(ascending=False).index[:k])

@@ -12,11 +12,7 @@ from jaxssm.stargazers.windows import WindowedCounts, covering_set
 
 
 def _plt():
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the user's backend (headless runs fall back to Agg)
 
     return plt
 
