@@ -580,6 +580,7 @@ def fit_bucket(
         a._replace(
             log_revenue=np.asarray(a.log_revenue, dtype),
             conversions=np.asarray(a.conversions, dtype),
+            time=np.asarray(a.time, dtype),
         )
         for a in padded
     ]

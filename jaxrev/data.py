@@ -218,6 +218,7 @@ class RevenueData:
             obs_mask=jnp.asarray(a.obs_mask),
             adset_mask=jnp.asarray(a.adset_mask),
             campaign_mask=jnp.asarray(a.campaign_mask),
+            time=jnp.asarray(a.time, dtype),
         )
 
 
@@ -638,6 +639,7 @@ def _pack(
         obs_mask=np.ones(len(revenue), dtype=bool),
         adset_mask=np.ones(num_adsets, dtype=bool),
         campaign_mask=np.ones(num_campaigns, dtype=bool),
+        time=days_since_start(times, len(revenue)),
     )
     return RevenueData(
         arrays=arrays,
@@ -647,6 +649,24 @@ def _pack(
         report=report,
         account=account,
     )
+
+
+def days_since_start(times: np.ndarray | None, num_obs: int) -> np.ndarray:
+    """$t_i$: days since the earliest row (timestamps, or plain numbers taken as days); zeros
+    without a time column."""
+    if times is None:
+        return np.zeros(num_obs)
+    series = pd.Series(times)
+    if pd.api.types.is_numeric_dtype(series) and num_obs:
+        return (series - series.min()).to_numpy(dtype=float)
+    parsed = pd.to_datetime(series, errors="coerce", format="mixed")
+    if parsed.notna().all() and num_obs:
+        delta = (parsed - parsed.min()) / pd.Timedelta(days=1)
+        return delta.to_numpy(dtype=float)
+    numeric = pd.to_numeric(pd.Series(times), errors="coerce")
+    if numeric.notna().all() and num_obs:
+        return (numeric - numeric.min()).to_numpy(dtype=float)
+    return np.zeros(num_obs)
 
 
 def pad_observations(arrays: RevenueArrays, num_obs: int) -> RevenueArrays:
@@ -664,4 +684,5 @@ def pad_observations(arrays: RevenueArrays, num_obs: int) -> RevenueArrays:
         conversions=pad(arrays.conversions, 1.0),
         adset=pad(arrays.adset, 0),
         obs_mask=pad(arrays.obs_mask, False),
+        time=pad(arrays.time, 0.0),
     )

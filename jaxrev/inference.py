@@ -146,7 +146,7 @@ def initial_values(model: str, arrays: RevenueArrays, priors) -> dict[str, jax.A
             sigma = jnp.clip(sigma, *priors.sigma_bounds)
         return {"adset_mu": theta, "adset_sigma": sigma}
     span = priors.account_mu_high - priors.account_mu_low
-    return {
+    values = {
         "account_mu": jnp.clip(
             overall, priors.account_mu_low + 0.01 * span, priors.account_mu_high - 0.01 * span
         ),
@@ -156,6 +156,21 @@ def initial_values(model: str, arrays: RevenueArrays, priors) -> dict[str, jax.A
         "adset_mu_z": jnp.zeros(arrays.num_adsets, dtype),
         "revenue_sigma": jnp.clip(jnp.asarray(1.0, dtype), priors.sigma_low, priors.sigma_high),
     }
+    if model == "hier_sigma":  # every spread starts at sigma, barely spread
+        values |= {
+            "campaign_sigma_sd": jnp.asarray(0.1, dtype),
+            "adset_sigma_sd": jnp.asarray(0.1, dtype),
+            "campaign_sigma_z": jnp.zeros(arrays.num_campaigns, dtype),
+            "adset_sigma_z": jnp.zeros(arrays.num_adsets, dtype),
+        }
+    if model == "student_t" and priors.df is None:
+        values["df_minus_one"] = jnp.asarray(9.0, dtype)
+    if model == "local_level":  # a flat level
+        values |= {
+            "drift_sd": jnp.asarray(0.5 * priors.drift_sd_scale, dtype),
+            "level_z": jnp.zeros(priors.num_knots - 1, dtype),
+        }
+    return values
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
@@ -60,6 +61,7 @@ class RevenueArrays(NamedTuple):
     obs_mask: ObsBool
     adset_mask: AdsetBool
     campaign_mask: CampaignBool
+    time: ObsFloat  # t_i, days since the account's first row (0 without a time column)
 
     @property
     def num_adsets(self) -> int:
@@ -197,6 +199,198 @@ def no_pooling(data: RevenueArrays, priors: NoPoolingPriors = NoPoolingPriors())
     _observe(data, obs_mu, obs_sigma)
 
 
+# --------------------------------------------------------------------------------------------
+# The seed's next models: per-ad-set spread, heavy-tailed effects, a drifting level
+# --------------------------------------------------------------------------------------------
+
+
+class HierSigmaPriors(NamedTuple):
+    r"""Priors of ``hier_sigma``: the multilevel ones (σ is now the account-level spread) plus the
+    half-normal scales of the campaign and ad-set deviations of $\log\sigma$."""
+
+    account_mu_low: float = -5.0
+    account_mu_high: float = 20.0
+    pooling_sd_rate: float = 1.0 / 0.05
+    pooling_sd_upper: float = 5.0
+    sigma_concentration: float = 6.0
+    sigma_rate: float = 4.0
+    sigma_low: float = 0.001
+    sigma_high: float = 2.5
+    log_sigma_sd_scale: float = 0.5  # tau_sigma^c, tau_sigma^a ~ HalfNormal(scale)
+    adset_sigma_max: float = 5.0  # sigma_a is capped here (exp of a normal can overflow)
+
+
+class StudentTPriors(NamedTuple):
+    r"""Priors of ``student_t``: the multilevel ones plus the degrees of freedom $\nu$ of the
+    campaign and ad-set effects: fixed when ``df`` is a number, else
+    $\nu - 1 \sim \mathrm{Gamma}(2, 0.1)$ (mean 21; tails from Cauchy-like to nearly normal)."""
+
+    account_mu_low: float = -5.0
+    account_mu_high: float = 20.0
+    pooling_sd_rate: float = 1.0 / 0.05
+    pooling_sd_upper: float = 5.0
+    sigma_concentration: float = 6.0
+    sigma_rate: float = 4.0
+    sigma_low: float = 0.001
+    sigma_high: float = 2.5
+    df: float | None = None
+    df_concentration: float = 2.0
+    df_rate: float = 0.1
+
+
+class LocalLevelPriors(NamedTuple):
+    r"""Priors of ``local_level``: the multilevel ones plus the drift of the account's level, a
+    Gaussian random walk on ``num_knots`` knots ``knot_days`` apart with daily step sd
+    $\omega \sim \mathrm{HalfNormal}(\texttt{drift\_sd\_scale})$ (log scale per
+    $\sqrt{\text{day}}$). Static sizes, so accounts of any length share one program."""
+
+    account_mu_low: float = -5.0
+    account_mu_high: float = 20.0
+    pooling_sd_rate: float = 1.0 / 0.05
+    pooling_sd_upper: float = 5.0
+    sigma_concentration: float = 6.0
+    sigma_rate: float = 4.0
+    sigma_low: float = 0.001
+    sigma_high: float = 2.5
+    num_knots: int = 64
+    knot_days: float = 7.0
+    drift_sd_scale: float = 0.02
+
+
+def _account_level(p) -> tuple:
+    r"""$\lambda$, $\phi$, $\tau$ with the seed's priors (as in :func:`multilevel`)."""
+    account_mu = numpyro.sample("account_mu", dist.Uniform(p.account_mu_low, p.account_mu_high))
+    account_mu_sd = numpyro.sample(
+        "account_mu_sd", TruncatedExponential(p.pooling_sd_rate, p.pooling_sd_upper)
+    )
+    campaign_mu_sd = numpyro.sample(
+        "campaign_mu_sd", TruncatedExponential(p.pooling_sd_rate, p.pooling_sd_upper)
+    )
+    return account_mu, account_mu_sd, campaign_mu_sd
+
+
+def _shared_sigma(p):
+    return numpyro.sample(
+        "revenue_sigma",
+        TruncatedInverseGamma(p.sigma_concentration, p.sigma_rate, p.sigma_low, p.sigma_high),
+    )
+
+
+def _effects(data: RevenueArrays, account, effect: dist.Distribution) -> tuple:
+    r"""$\mu_c = \lambda + \phi z_c$, $\theta_a = \mu_{c_a} + \tau z_a$ with $z \sim$ ``effect``."""
+    account_mu, account_mu_sd, campaign_mu_sd = account
+    with numpyro.plate("campaigns", data.num_campaigns):
+        campaign_mu_z = numpyro.sample("campaign_mu_z", effect)
+    with numpyro.plate("adsets", data.num_adsets):
+        adset_mu_z = numpyro.sample("adset_mu_z", effect)
+    campaign_mu = numpyro.deterministic("campaign_mu", account_mu + account_mu_sd * campaign_mu_z)
+    adset_mu = numpyro.deterministic(
+        "adset_mu", campaign_mu[data.adset_campaign] + campaign_mu_sd * adset_mu_z
+    )
+    return campaign_mu, adset_mu
+
+
+def hier_sigma(data: RevenueArrays, priors: HierSigmaPriors = HierSigmaPriors()) -> None:
+    r"""Multilevel means *and* spreads: each ad set has its own $\sigma_a$, pooled toward its
+    campaign's, pooled toward the account's (non-centered on the log scale):
+
+    $$\log\sigma_c = \log\sigma + 	au^\sigma_c\, z^\sigma_c, \qquad
+      \log\sigma_a = \log\sigma_{c_a} + 	au^\sigma_a\, z^\sigma_a, \qquad
+      z^\sigma \sim N(0, 1), \quad 	au^\sigma_c, 	au^\sigma_a \sim \mathrm{HalfNormal}(s),$$
+
+    means as in :func:`multilevel`; the Fenton-Wilkinson step uses $\sigma_{a_i}$.
+    ``adset_mean`` $= e^{	heta_a + \sigma_a^2/2}$, ``campaign_mean`` $= e^{\mu_c + \sigma_c^2/2}$.
+    """
+    p = priors
+    account = _account_level(p)
+    campaign_mu, adset_mu = _effects(data, account, dist.Normal(0.0, 1.0))
+    revenue_sigma = _shared_sigma(p)
+    campaign_sigma_sd = numpyro.sample("campaign_sigma_sd", dist.HalfNormal(p.log_sigma_sd_scale))
+    adset_sigma_sd = numpyro.sample("adset_sigma_sd", dist.HalfNormal(p.log_sigma_sd_scale))
+    with numpyro.plate("campaigns", data.num_campaigns):
+        campaign_sigma_z = numpyro.sample("campaign_sigma_z", dist.Normal(0.0, 1.0))
+    with numpyro.plate("adsets", data.num_adsets):
+        adset_sigma_z = numpyro.sample("adset_sigma_z", dist.Normal(0.0, 1.0))
+    log_campaign_sigma = jnp.log(revenue_sigma) + campaign_sigma_sd * campaign_sigma_z
+    log_adset_sigma = log_campaign_sigma[data.adset_campaign] + adset_sigma_sd * adset_sigma_z
+    cap = jnp.log(p.adset_sigma_max)
+    campaign_sigma = numpyro.deterministic(
+        "campaign_sigma", jnp.exp(jnp.minimum(log_campaign_sigma, cap))
+    )
+    adset_sigma = numpyro.deterministic("adset_sigma", jnp.exp(jnp.minimum(log_adset_sigma, cap)))
+    numpyro.deterministic("campaign_mean", jnp.exp(campaign_mu + 0.5 * jnp.square(campaign_sigma)))
+    numpyro.deterministic("adset_mean", jnp.exp(adset_mu + 0.5 * jnp.square(adset_sigma)))
+    obs_mu, obs_sigma = fenton_wilkinson(
+        adset_mu[data.adset], adset_sigma[data.adset], data.conversions
+    )
+    _observe(data, obs_mu, obs_sigma)
+
+
+def student_t(data: RevenueArrays, priors: StudentTPriors = StudentTPriors()) -> None:
+    r"""Heavy-tailed campaign and ad-set effects: :func:`multilevel` with
+        $z_c, z_a \sim t_\nu(0, 1)$ (non-centered), so a few campaigns or ad sets far from the rest
+        are not shrunk as hard as the bulk; $
+    u$ fixed or learnt (see :class:`StudentTPriors`).
+    """
+    p = priors
+    account = _account_level(p)
+    if p.df is None:
+        df = 1.0 + numpyro.sample("df_minus_one", dist.Gamma(p.df_concentration, p.df_rate))
+        numpyro.deterministic("df", df)
+    else:
+        df = p.df
+    campaign_mu, adset_mu = _effects(data, account, dist.StudentT(df, 0.0, 1.0))
+    revenue_sigma = _shared_sigma(p)
+    half_var = 0.5 * jnp.square(revenue_sigma)
+    numpyro.deterministic("campaign_mean", jnp.exp(campaign_mu + half_var))
+    numpyro.deterministic("adset_mean", jnp.exp(adset_mu + half_var))
+    obs_mu, obs_sigma = fenton_wilkinson(adset_mu[data.adset], revenue_sigma, data.conversions)
+    _observe(data, obs_mu, obs_sigma)
+
+
+def level_at(level: jax.Array, time: ObsFloat, knot_days: float) -> ObsFloat:
+    """Piecewise-linear interpolation of knot values ``level`` (K,) at ``time`` (days); times
+    past the last knot take its value."""
+    position = jnp.clip(time / knot_days, 0.0, level.shape[-1] - 1.0)
+    left = jnp.clip(jnp.floor(position).astype(jnp.int32), 0, level.shape[-1] - 2)
+    weight = position - left
+    return (1.0 - weight) * level[left] + weight * level[left + 1]
+
+
+def local_level(data: RevenueArrays, priors: LocalLevelPriors = LocalLevelPriors()) -> None:
+    r"""A slowly drifting account-level revenue per conversion: :func:`multilevel` plus a local
+    level $\ell(t)$ on the log scale shared by every ad set,
+
+    $$\ell_0 = 0, \quad \ell_k = \ell_{k-1} + \omega\sqrt{\Delta}\,arepsilon_k, \quad
+      arepsilon_k \sim N(0, 1), \quad \omega \sim \mathrm{HalfNormal}(s),$$
+
+    on knots $\Delta$ days apart (linear in between; past the last knot it stays flat), and
+    $\log r_i \sim$ Fenton-Wilkinson with $	heta_{a_i} + \ell(t_i)$. $	heta_a$ is the ad set's
+    level at $t = 0$; ``adset_mean`` and ``campaign_mean`` are reported at the last observed
+    time, ``level`` (K,) and ``level_now`` are deterministic sites. Knots past the data keep
+    their random-walk prior, so predictions ahead carry the drift's uncertainty.
+    """
+    p = priors
+    account = _account_level(p)
+    campaign_mu, adset_mu = _effects(data, account, dist.Normal(0.0, 1.0))
+    revenue_sigma = _shared_sigma(p)
+    drift_sd = numpyro.sample("drift_sd", dist.HalfNormal(p.drift_sd_scale))
+    with numpyro.plate("knots", p.num_knots - 1):
+        level_z = numpyro.sample("level_z", dist.Normal(0.0, 1.0))
+    steps = drift_sd * jnp.sqrt(p.knot_days) * level_z
+    level = numpyro.deterministic(
+        "level", jnp.concatenate([jnp.zeros_like(steps[:1]), jnp.cumsum(steps)])
+    )
+    last = jnp.max(jnp.where(data.obs_mask, data.time, 0.0))
+    level_now = numpyro.deterministic("level_now", level_at(level, last, p.knot_days))
+    half_var = 0.5 * jnp.square(revenue_sigma)
+    numpyro.deterministic("campaign_mean", jnp.exp(campaign_mu + level_now + half_var))
+    numpyro.deterministic("adset_mean", jnp.exp(adset_mu + level_now + half_var))
+    theta = adset_mu[data.adset] + level_at(level, data.time, p.knot_days)
+    obs_mu, obs_sigma = fenton_wilkinson(theta, revenue_sigma, data.conversions)
+    _observe(data, obs_mu, obs_sigma)
+
+
 class ModelSpec(NamedTuple):
     """A registered model: its NumPyro program, default priors and the quantities it reports."""
 
@@ -208,11 +402,14 @@ class ModelSpec(NamedTuple):
 MODELS: dict[str, ModelSpec] = {
     "multilevel": ModelSpec(multilevel, MultilevelPriors(), True),
     "no_pooling": ModelSpec(no_pooling, NoPoolingPriors(), False),
+    "hier_sigma": ModelSpec(hier_sigma, HierSigmaPriors(), True),
+    "student_t": ModelSpec(student_t, StudentTPriors(), True),
+    "local_level": ModelSpec(local_level, LocalLevelPriors(), True),
 }
 
 
 def get_model(name: str) -> ModelSpec:
-    """Look up a model by name (``"multilevel"`` or ``"no_pooling"``)."""
+    """Look up a model by name (see :data:`MODELS`)."""
     try:
         return MODELS[name]
     except KeyError:

@@ -14,8 +14,14 @@ import pandas as pd
 from jaxrev.data import RevenueData
 
 # Sites indexed by ad set or campaign (for InferenceData dims).
-_ADSET_SITES = ("adset_mu_z", "adset_mu", "adset_mean", "adset_sigma")
-_CAMPAIGN_SITES = ("campaign_mu_z", "campaign_mu", "campaign_mean")
+_ADSET_SITES = ("adset_mu_z", "adset_mu", "adset_mean", "adset_sigma", "adset_sigma_z")
+_CAMPAIGN_SITES = (
+    "campaign_mu_z",
+    "campaign_mu",
+    "campaign_mean",
+    "campaign_sigma",
+    "campaign_sigma_z",
+)
 # Sites checked for NUTS convergence (the quantities reported, and the hyper-parameters).
 _CHECKED_SITES = (
     "account_mu",
@@ -25,6 +31,12 @@ _CHECKED_SITES = (
     "adset_mean",
     "campaign_mean",
     "adset_sigma",
+    "campaign_sigma",
+    "campaign_sigma_sd",
+    "adset_sigma_sd",
+    "df",
+    "drift_sd",
+    "level_now",
 )
 
 
@@ -172,6 +184,7 @@ class RevenueFit:
         }
         dims = {name: ["adset"] for name in _ADSET_SITES}
         dims |= {name: ["campaign"] for name in _CAMPAIGN_SITES}
+        dims |= {"level": ["knot"], "level_z": ["knot_step"]}
         dims |= {"log_revenue": ["obs"], "conversions": ["obs"], "adset_index": ["obs"]}
         arrays = self.data.arrays
         idata = az.from_dict(
