@@ -347,3 +347,78 @@ def write_comparison(report: ComparisonReport, out_dir) -> dict:
         fig.savefig(written[f"checks_{name}"], dpi=110, bbox_inches="tight")
         plt.close(fig)
     return written
+
+
+def add_compare_arguments(parser) -> None:
+    """The ``jaxrev compare`` arguments (see :func:`run_compare`)."""
+    from pathlib import Path
+
+    from jaxrev.model import MODELS
+
+    parser.add_argument("data", help="CSV/TSV/Parquet file with a time column, or bundled:NAME")
+    parser.add_argument(
+        "--models",
+        default="multilevel,hier_sigma,student_t,local_level",
+        help=f"comma-separated, from {', '.join(MODELS)}",
+    )
+    parser.add_argument("--method", choices=("nuts", "svi"), default="nuts")
+    parser.add_argument("--guide", choices=("meanfield", "fullrank", "lowrank"), default=None)
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--time-col", default="hour", help="time column (default hour)")
+    parser.add_argument("--split", type=float, default=0.75, help="time quantile of the split")
+    parser.add_argument("--level", type=float, default=0.9, help="interval probability")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-chains", type=int, default=None)
+    parser.add_argument("--num-warmup", type=int, default=None)
+    parser.add_argument("--num-samples", type=int, default=None)
+    parser.add_argument("--quiet", action="store_true")
+
+
+def run_compare(args, load) -> int:
+    """Fit the models, print the PSIS-LOO and calibration tables, write the files."""
+    import sys
+
+    from jaxrev.data import Columns, InvalidDataError, load_revenue_data
+    from jaxrev.model import MODELS
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        print(f"error: unknown model(s) {unknown}; choose from {sorted(MODELS)}", file=sys.stderr)
+        return 2
+    try:
+        data = load_revenue_data(load(args.data), Columns(time=args.time_col))
+        time_split(data, args.split)
+    except (InvalidDataError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    options = {}
+    if args.method == "nuts":
+        options = {
+            k: getattr(args, k)
+            for k in ("num_chains", "num_warmup", "num_samples")
+            if getattr(args, k) is not None
+        }
+    elif args.guide:
+        options["guide"] = args.guide
+    say = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+    report = compare_models(
+        data,
+        models,
+        args.method,
+        split=args.split,
+        level=args.level,
+        seed=args.seed,
+        progress=say,
+        **options,
+    )
+    written = write_comparison(report, args.out)
+    print("PSIS-LOO (higher elpd is better; dse = standard error of the difference from the best)")
+    print(report.loo)
+    print(
+        f"\nCalibration on the hours after the {args.split:.0%} time quantile "
+        f"(fitted on the earlier ones), {args.level:.0%} intervals:"
+    )
+    print(report.calibration_table().to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"\nwrote {len(written)} files to {args.out}")
+    return 0
