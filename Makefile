@@ -10,13 +10,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Create the environment, install the package, fit the revenue model on the bundled data and
-# write the stargazers report of the bundled (simulated) repository.
+# Create the environment, install the package, fit the revenue model on the bundled data,
+# recommend a budget split, compare the revenue models on UCI, and write the stargazers report.
 demo: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/jaxrev fit bundled:uci_online_retail --method svi --out $(OUT)/uci_online_retail
 	$(BIN)/jaxrev fit bundled:simulated_account --method nuts --out $(OUT)/simulated_account_nuts
 	$(BIN)/jaxrev fit bundled:simulated_account --method svi --out $(OUT)/simulated_account_svi
+	$(BIN)/jaxrev allocate bundled:simulated_daily --revenue-fit $(OUT)/simulated_account_svi \
+		--budget 10000 --half-life 14 --min-share 0.01 --out $(OUT)/allocation
+	$(BIN)/jaxrev compare bundled:uci_online_retail --method svi --guide fullrank \
+		--out $(OUT)/uci_compare
 	$(BIN)/jaxssm report bundled:demo --out $(OUT)/stargazers_report
 	@echo "Demo outputs are in $(OUT)/"
 

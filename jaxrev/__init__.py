@@ -7,6 +7,8 @@ Public API::
     result.summary()
 """
 
+from jaxrev.allocation import Allocation, allocate, run_allocate
+from jaxrev.compare import compare, compare_models, heldout_calibration
 from jaxrev.data import (
     AdsetCampaignConflictError,
     Columns,
@@ -24,26 +26,39 @@ from jaxrev.data import (
     RevenueData,
     load_revenue_data,
 )
+from jaxrev.funnel import FunnelFit, fit_funnel, load_daily
 from jaxrev.inference import MAPOptions, NUTSOptions, SVIOptions, fit
+from jaxrev.market import replay, simulate_market
 from jaxrev.model import (
     MODELS,
+    HierSigmaPriors,
+    LocalLevelPriors,
     MultilevelPriors,
     NoPoolingPriors,
     RevenueArrays,
+    StudentTPriors,
     fenton_wilkinson,
+    hier_sigma,
+    local_level,
     multilevel,
     no_pooling,
+    student_t,
 )
 from jaxrev.result import FitDiagnostics, RevenueFit
+from jaxrev.roas import revenue_draws_from_fit, roas_draws
 from jaxrev.simulate import SimulatedAccount, simulate_account
 
 __all__ = [
     "MODELS",
     "AdsetCampaignConflictError",
+    "Allocation",
     "Columns",
     "DataReport",
     "FitDiagnostics",
+    "FunnelFit",
+    "HierSigmaPriors",
     "InvalidDataError",
+    "LocalLevelPriors",
     "MAPOptions",
     "MissingColumnError",
     "MissingValueError",
@@ -62,10 +77,25 @@ __all__ = [
     "RevenueFit",
     "SVIOptions",
     "SimulatedAccount",
+    "StudentTPriors",
+    "allocate",
+    "compare",
+    "compare_models",
     "fenton_wilkinson",
     "fit",
+    "fit_funnel",
+    "heldout_calibration",
+    "hier_sigma",
+    "load_daily",
     "load_revenue_data",
+    "local_level",
     "multilevel",
     "no_pooling",
+    "replay",
+    "revenue_draws_from_fit",
+    "roas_draws",
+    "run_allocate",
     "simulate_account",
+    "simulate_market",
+    "student_t",
 ]

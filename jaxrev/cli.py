@@ -1,7 +1,11 @@
-"""``jaxrev`` command line: ``jaxrev fit DATA --method svi|nuts|map --out DIR``.
+"""``jaxrev`` command line: ``jaxrev fit DATA --method svi|nuts|map --out DIR``, ``jaxrev batch``,
+``jaxrev allocate DAILY --revenue-fit DIR --budget B --out DIR``,
+``jaxrev compare DATA --models ...``.
 
 DATA is a CSV/TSV/Parquet file or ``bundled:NAME`` (``jaxrev datasets`` lists them). No model
-logic lives here: arguments become a call to :func:`jaxrev.fit` and :meth:`RevenueFit.save`.
+logic lives here: arguments become a call to :func:`jaxrev.fit` and :meth:`RevenueFit.save`, to
+:func:`jaxrev.batch.fit_accounts`, :func:`jaxrev.allocation.run_allocate` or
+:func:`jaxrev.compare.run_compare`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import sys
 from pathlib import Path
 
 BUNDLED_PREFIX = "bundled:"
+MODEL_NAMES = ("multilevel", "no_pooling", "hier_sigma", "student_t", "local_level")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("data", help="CSV/TSV/Parquet file, or bundled:NAME")
     f.add_argument("--out", required=True, type=Path, help="output directory")
     f.add_argument("--method", choices=("svi", "nuts", "map"), default="svi")
-    f.add_argument("--model", choices=("multilevel", "no_pooling"), default="multilevel")
+    f.add_argument("--model", choices=MODEL_NAMES, default="multilevel")
     f.add_argument(
         "--guide",
         choices=("meanfield", "fullrank", "lowrank"),
@@ -65,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         "data", help="long table with an account column, or a folder of per-account files"
     )
     b.add_argument("--out", required=True, type=Path, help="output directory (resumes from it)")
-    b.add_argument("--model", choices=("multilevel", "no_pooling"), default="multilevel")
+    b.add_argument("--model", choices=MODEL_NAMES, default="multilevel")
     b.add_argument("--seed", type=int, default=0)
     bcols = b.add_argument_group("columns")
     bcols.add_argument("--account-col", default="account")
@@ -97,8 +102,82 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-cache", action="store_true", help="no persistent compilation cache")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    _add_allocate(sub)
+    from jaxrev.compare import add_compare_arguments
+
+    add_compare_arguments(
+        sub.add_parser(
+            "compare",
+            help="compare revenue models: PSIS-LOO, calibration on later hours, model checks",
+            description="Fits each model on all rows (PSIS-LOO, with Pareto-k and the standard "
+            "error of each difference) and on the rows up to a time quantile (coverage of the "
+            "later hours' predictive intervals, PIT); writes the tables and one figure per model.",
+        )
+    )
     sub.add_parser("datasets", help="list the bundled data sets")
     return parser
+
+
+def _add_allocate(sub) -> None:
+    a = sub.add_parser(
+        "allocate",
+        help="recommend tomorrow's budget split from daily funnel data and a revenue fit",
+        description="Funnel (empirical-Bayes pooled per campaign) x revenue per conversion "
+        "(a `jaxrev fit` output folder) -> ROAS draws -> Thompson-sampling budget split, with "
+        "the expected revenue of the recommended and the current split.",
+    )
+    a.add_argument(
+        "daily",
+        help="daily table (CSV/Parquet: campaign, adset, date|day, spend, impressions, clicks, "
+        "conversions; the Kaggle Facebook-ads column names work too) or bundled:NAME",
+    )
+    a.add_argument(
+        "--revenue-fit", required=True, type=Path, help="folder `jaxrev fit --out` wrote"
+    )
+    a.add_argument("--budget", required=True, type=float, help="tomorrow's total budget")
+    a.add_argument("--out", required=True, type=Path, help="output directory")
+    a.add_argument(
+        "--current",
+        choices=("last", "total", "even"),
+        default="last",
+        help="the current split: spend of the latest day (default), of all days, or even",
+    )
+    a.add_argument("--half-life", type=float, default=None, help="discount half-life in days")
+    a.add_argument("--pooling", choices=("campaign", "account", "none"), default="campaign")
+    a.add_argument(
+        "--conversions-per",
+        choices=("click", "impression"),
+        default="click",
+        help="conversion-rate stage per click (default) or per impression (view-through)",
+    )
+    a.add_argument("--min-share", type=float, default=0.0, help="minimum exploration share")
+    a.add_argument("--max-share", type=float, default=1.0, help="maximum share per ad set")
+    a.add_argument("--caps", type=Path, default=None, help="CSV: adset, max_budget")
+    a.add_argument(
+        "--rule",
+        choices=("thompson", "proportional"),
+        default="thompson",
+        help="thompson: each posterior draw's best split, averaged (default); proportional: "
+        "shares ∝ P(best)^power within floors and caps",
+    )
+    a.add_argument(
+        "--power", type=float, default=1.0, help="power of the proportional rule (<1 smoother)"
+    )
+    a.add_argument(
+        "--revenue-fallback",
+        choices=("raise", "campaign"),
+        default="raise",
+        help="ad sets missing from the revenue fit: error (default) or their campaign's mean",
+    )
+    a.add_argument("--revenue-map", type=Path, default=None, help="CSV: adset, revenue_adset")
+    a.add_argument("--num-draws", type=int, default=None)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--prob", type=float, default=0.9, help="interval probability")
+    a.add_argument("--on-invalid", choices=("raise", "drop"), default="raise")
+    a.add_argument("--no-plot", action="store_true")
+    cols = a.add_argument_group("columns (default: our names, or the Kaggle table's)")
+    for name in ("adset", "campaign", "day", "spend", "impressions", "clicks", "conversions", "ad"):
+        cols.add_argument(f"--{name}-col", default=None)
 
 
 def _load(spec: str):
@@ -258,6 +337,68 @@ def _batch(args) -> int:
     return 0
 
 
+def _allocate(args) -> int:
+    from jaxrev.allocation import run_allocate
+    from jaxrev.data import InvalidDataError
+    from jaxrev.funnel import DailyColumns, load_daily
+    from jaxrev.roas import MissingAdsetsError
+
+    source, name = args.daily, None
+    if source.startswith(BUNDLED_PREFIX):
+        from jaxrev.datasets.daily import load_daily_bundled
+
+        name = source
+        source = load_daily_bundled(source[len(BUNDLED_PREFIX) :])
+    columns = {
+        field: getattr(args, f"{field}_col")
+        for field in DailyColumns._fields
+        if getattr(args, f"{field}_col") is not None
+    }
+    try:
+        daily = load_daily(
+            source,
+            columns or None,
+            conversions_per=args.conversions_per,
+            on_invalid=args.on_invalid,
+            name=name,
+        )
+        print(daily)
+        result, written = run_allocate(
+            daily,
+            args.revenue_fit,
+            args.budget,
+            args.out,
+            current=args.current,
+            half_life=args.half_life,
+            pooling=args.pooling,
+            rule=args.rule,
+            power=args.power,
+            min_share=args.min_share,
+            max_share=args.max_share,
+            max_budget=args.caps,
+            mapping=args.revenue_map,
+            fallback=args.revenue_fallback,
+            num_draws=args.num_draws,
+            seed=args.seed,
+            prob=args.prob,
+            plot=not args.no_plot,
+        )
+    except (InvalidDataError, MissingAdsetsError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    table = result.table.sort_values("budget", ascending=False)
+    lo, hi = [c for c in table.columns if c.startswith("roas_q")]
+    shown = ["adset", "campaign", "prob_best", "roas_mean", lo, hi, "current_budget", "budget"]
+    with pd.option_context("display.width", 120, "display.max_columns", 20):
+        print(table[shown].round(3).to_string(index=False, max_rows=40))
+    print(result.summary_text())
+    for name, path in written.items():
+        print(f"wrote {name}: {path}")
+    return 0
+
+
 def _reexec_with_fixed_hash_seed(argv: list[str] | None) -> None:
     """NumPyro programs hit JAX's persistent compilation cache across processes only with a
     fixed ``PYTHONHASHSEED``; a batch run restarts itself with one (once)."""
@@ -276,10 +417,17 @@ def main(argv: list[str] | None = None) -> int:
         return _batch(args)
     if args.command == "datasets":
         from jaxrev.datasets import DESCRIPTIONS
+        from jaxrev.datasets.daily import DAILY_DESCRIPTIONS
 
-        for name, description in DESCRIPTIONS.items():
+        for name, description in {**DESCRIPTIONS, **DAILY_DESCRIPTIONS}.items():
             print(f"bundled:{name:20s} {description}")
         return 0
+    if args.command == "allocate":
+        return _allocate(args)
+    if args.command == "compare":
+        from jaxrev.compare import run_compare
+
+        return run_compare(args, _load)
     return _fit(args)
 
 

@@ -56,3 +56,16 @@ def test_stargazers_notebook_runs_and_reaches_its_conclusions(tmp_path, monkeypa
     assert "Latin America and the Caribbean:" in text
     assert "write_report wrote" in text and "report.html" in text
     assert images >= 6
+
+
+@pytest.mark.slow
+def test_roas_notebook_runs_and_reaches_its_conclusions(tmp_path, monkeypatch):
+    text, images = run_notebook("roas_allocation.ipynb", tmp_path, monkeypatch)
+    # the cells assert the conclusions themselves (pooling shrinks small ad sets most, budgets
+    # sum and respect caps, ROAS beats CPA when revenue per conversion differs and ties without)
+    assert "shrinkage toward the campaign" in text
+    assert "capped at 3x: budget 10,000.00: expected revenue" in text
+    assert "ROAS vs CPA Thompson, revenue per conversion differs: +" in text
+    assert "ROAS vs CPA Thompson, same revenue per conversion:" in text
+    assert "truly best ad set on the last day: adset_07" in text
+    assert images >= 5

@@ -188,3 +188,34 @@ def test_the_batch_job_fits_the_new_models(tmp_path):
         adsets = result.summary.query("level == 'adset'")
         assert len(adsets) == 8 and np.isfinite(adsets["mean"]).all()
         assert (adsets["mean"] > 0).all()
+
+
+def test_compare_cli_prints_the_loo_table_and_writes_the_checks(tmp_path, capsys):
+    from jaxrev.cli import main
+
+    sim = simulate_account(5, (2, 3), num_hours=40, conversions_per_hour=(1.0, 3.0), freq="6h")
+    path = tmp_path / "hourly.csv"
+    sim.table.to_csv(path, index=False)
+    out = tmp_path / "compare"
+    code = main(
+        [
+            "compare",
+            str(path),
+            "--models",
+            "multilevel,student_t",
+            "--method",
+            "svi",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "PSIS-LOO" in printed and "approximate" in printed and "Calibration" in printed
+    loo = pd.read_csv(out / "loo.csv", index_col="model")
+    assert set(loo.index) == {"multilevel", "student_t"} and (loo["elpd_loo"] < 0).all()
+    calibration = pd.read_csv(out / "calibration.csv", index_col="model")
+    assert calibration["heldout_rows"].gt(20).all()
+    assert (out / "checks_student_t.png").stat().st_size > 10_000
+    assert main(["compare", str(path), "--models", "nope", "--out", str(out)]) == 2
