@@ -31,26 +31,16 @@ import pandas as pd
 jax.config.update("jax_enable_x64", True)
 
 from jaxssm.stargazers.analysis import AnalysisSettings, analyze  # noqa: E402
-from jaxssm.stargazers.simulate import simulate_stargazers  # noqa: E402
+from jaxssm.stargazers.simulate import imputation_scores, simulate_stargazers  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "output"
 
 
 def score(sim, analysis) -> dict:
-    truth = dict(zip(sim.countries, sim.counts.sum(axis=0), strict=True))
-    U = analysis.windows.unlocated.to_numpy()
-    expected = dict(zip(sim.countries, (U[:, None] * sim.proportions).sum(axis=0), strict=True))
     row = {}
     for name, imp in (("model", analysis.imputation), ("baseline", analysis.baseline)):
-        t = imp.totals(0.9)
-        inside = [
-            lo <= truth.get(c, 0) <= hi
-            for c, lo, hi in zip(t.index, t.completed_low, t.completed_high, strict=True)
-        ]
-        error = sum(abs(t.loc[c, "imputed_mean"] - expected.get(c, 0.0)) for c in t.index)
-        error += sum(v for c, v in expected.items() if c not in t.index)
-        row[f"{name}_coverage"] = float(np.mean(inside))
-        row[f"{name}_error"] = float(error / U.sum())
+        scores = imputation_scores(sim, imp, 0.9)
+        row[f"{name}_coverage"], row[f"{name}_error"] = scores["coverage"], scores["error"]
     row["homogeneity_p"] = float(analysis.homogeneity.p_value)
     row["q"] = int(analysis.selection.best)
     return row

@@ -27,7 +27,11 @@ from jaxssm.stargazers.imputation import (
 from jaxssm.stargazers.ingest import StargazersError, read_stargazers
 from jaxssm.stargazers.regions import LATIN_AMERICA, group_of, region_table
 from jaxssm.stargazers.report import report_from_file, write_report
-from jaxssm.stargazers.simulate import SimulatedStargazers, simulate_stargazers
+from jaxssm.stargazers.simulate import (
+    SimulatedStargazers,
+    imputation_scores,
+    simulate_stargazers,
+)
 from jaxssm.stargazers.windows import WindowedCounts, covering_set, windowed_counts
 
 __all__ = [
@@ -49,6 +53,7 @@ __all__ = [
     "future_labels",
     "group_of",
     "homogeneity_test",
+    "imputation_scores",
     "impute_locations",
     "locate",
     "most_likely_locations",

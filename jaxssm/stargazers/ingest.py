@@ -45,16 +45,12 @@ def _find_column(frame: pd.DataFrame, asked: str | None, names: tuple[str, ...],
 
 
 def _read_file(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise StargazersError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    sep = "\t" if suffix in (".tsv", ".tab") else ","
+    from jaxssm.locations.table import LocationTableError, read_table
+
     try:
-        return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], dtype=str)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise StargazersError(f"{path}: cannot be read as a table: {err}") from err
+        return read_table(path)
+    except LocationTableError as err:
+        raise StargazersError(str(err)) from err
 
 
 def read_metadata(path: str | os.PathLike) -> dict:

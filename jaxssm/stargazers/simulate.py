@@ -782,3 +782,28 @@ def _write_locations(
         for k, pick in zip(rows, picks, strict=True):
             locations[k] = decorate(vocab.texts[pick], code, uniforms[k], decoration)
     return locations
+
+
+def imputation_scores(sim: SimulatedStargazers, imputation, level: float = 0.9) -> dict:
+    r"""How well an imputation (:class:`~jaxssm.stargazers.imputation.LocationImputation`, at
+    the country level) recovers the truth of a simulation.
+
+    ``coverage``: the share of countries whose true total is inside the central ``level``
+    interval of the completed total (observed + imputed). ``error``: $\sum_\ell |$imputed mean
+    $- \sum_i U_i p_i(\ell)|$ per hidden stargazer, against what the truth *expects* of the
+    hidden stargazers (the true $p_i$; their realised countries add multinomial noise that no
+    imputation can predict); countries the imputation lacks count in full.
+    """
+    truth = dict(zip(sim.countries, sim.counts.sum(axis=0), strict=True))
+    missing = imputation.imputed[0].sum(axis=1)  # (N,) the same in every draw
+    expected = dict(
+        zip(sim.countries, (missing[:, None] * sim.proportions).sum(axis=0), strict=True)
+    )
+    t = imputation.totals(level)
+    inside = [
+        lo <= truth.get(c, 0) <= hi
+        for c, lo, hi in zip(t.index, t.completed_low, t.completed_high, strict=True)
+    ]
+    error = sum(abs(t.loc[c, "imputed_mean"] - expected.get(c, 0.0)) for c in t.index)
+    error += sum(v for c, v in expected.items() if c not in t.index)
+    return {"coverage": float(np.mean(inside)), "error": float(error / max(missing.sum(), 1))}

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from jaxssm.stargazers.analysis import AnalysisSettings, analyze
-from jaxssm.stargazers.simulate import simulate_stargazers
+from jaxssm.stargazers.simulate import imputation_scores, simulate_stargazers
 
 SETTINGS = AnalysisSettings(
     candidates=(0, 1), num_imputations=400, homogeneity_draws=199, max_iterations=300, horizon=3
@@ -38,24 +38,11 @@ def runs():
 
 
 def _scores(sim, analysis):
-    """Coverage of the true country totals by the 90% intervals, and the error of the imputed
-    counts per hidden stargazer against what the truth expects of them,
-    $\\sum_i U_i p_i(\\ell)$ with the true $p_i$ (the realised countries of the hidden add
-    multinomial noise that no imputation can predict)."""
-    truth = dict(zip(sim.countries, sim.counts.sum(axis=0), strict=True))
-    U = analysis.windows.unlocated.to_numpy()
-    expected = dict(zip(sim.countries, (U[:, None] * sim.proportions).sum(axis=0), strict=True))
-    scores = {}
-    for name, imp in (("model", analysis.imputation), ("baseline", analysis.baseline)):
-        t = imp.totals(0.9)
-        inside = [
-            lo <= truth.get(c, 0) <= hi
-            for c, lo, hi in zip(t.index, t.completed_low, t.completed_high, strict=True)
-        ]
-        error = sum(abs(t.loc[c, "imputed_mean"] - expected.get(c, 0.0)) for c in t.index)
-        error += sum(v for c, v in expected.items() if c not in t.index)
-        scores[name] = (float(np.mean(inside)), error / U.sum())
-    return scores
+    """(coverage, error) of the model and of the baseline (see :func:`imputation_scores`)."""
+    return {
+        name: tuple(imputation_scores(sim, imp).values())
+        for name, imp in (("model", analysis.imputation), ("baseline", analysis.baseline))
+    }
 
 
 def test_imputation_covers_the_truth_and_beats_the_baseline_under_drift(runs):
