@@ -223,23 +223,6 @@ def in_sample_pit(fit: RevenueFit) -> np.ndarray:
     )
 
 
-def fit_models(
-    data: RevenueData,
-    models: Sequence[str],
-    method: str = "nuts",
-    *,
-    seed: int = 0,
-    **fit_options,
-) -> dict[str, RevenueFit]:
-    """Fit each named model to the same data (a convenience for :func:`compare`)."""
-    from jaxrev.inference import fit
-
-    out = {}
-    for name in models:
-        out[name] = fit(data, model=name, method=method, seed=seed, **fit_options)
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # The whole comparison, as the CLI runs it
 # --------------------------------------------------------------------------------------------
@@ -306,14 +289,12 @@ def compare_models(
 
     say = progress or (lambda _line: None)
     fits, calibrations = {}, {}
-    heldout = time_split(data, split)
-    earlier = mask_rows(data, heldout)
     for name in models:
         say(f"{name}: fitting all rows ({method}) ...")
         fits[name] = fit(data, model=name, method=method, seed=seed, **fit_options)
         say(f"{name}: fitting the rows up to the {split:.0%} time quantile ...")
-        calibrations[name] = calibration(
-            fit(earlier, model=name, method=method, seed=seed, **fit_options), heldout, level
+        calibrations[name] = heldout_calibration(
+            data, name, method, split=split, level=level, seed=seed, **fit_options
         )
     say("PSIS-LOO ...")
     return ComparisonReport(compare(fits), calibrations, fits)
