@@ -28,13 +28,13 @@ import collections
 import email.utils
 import json
 import math
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from loopback_http import JSONHandler, LoopbackServer, Reply, named
 
 from jaxssm.locations.base import fold
 
@@ -61,20 +61,7 @@ class Seen:
         return fmt.get("type", "?") if isinstance(fmt, dict) else "prompt"
 
 
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None  # a dict (sent as JSON), str or bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
-
-
 Behaviour = Callable[["FakeOpenAI", Seen], Reply]
-
-
-def _named(name: str, fn: Behaviour) -> Behaviour:
-    fn.__name__ = name
-    return fn
 
 
 # ----------------------------------------------------------------------------- behaviours
@@ -82,12 +69,12 @@ def _named(name: str, fn: Behaviour) -> Behaviour:
 
 def answer() -> Behaviour:
     """A correct answer in the requested format (the default)."""
-    return _named("answer", lambda srv, seen: srv.completion(seen, srv.answer_content(seen)))
+    return named("answer", lambda srv, seen: srv.completion(seen, srv.answer_content(seen)))
 
 
 def content(text: str, finish_reason: str = "stop") -> Behaviour:
     """A 200 whose message content is ``text`` verbatim."""
-    return _named("content", lambda srv, seen: srv.completion(seen, text, finish_reason))
+    return named("content", lambda srv, seen: srv.completion(seen, text, finish_reason))
 
 
 def mangled(fn: Callable[[list[dict]], Any], name: str = "mangled", finish_reason="stop"):
@@ -98,7 +85,7 @@ def mangled(fn: Callable[[list[dict]], Any], name: str = "mangled", finish_reaso
         out = fn(srv.results_for(seen.texts))
         return srv.completion(seen, out if isinstance(out, str) else json.dumps(out), finish_reason)
 
-    return _named(name, behave)
+    return named(name, behave)
 
 
 def fenced() -> Behaviour:
@@ -165,7 +152,7 @@ def error(
             "code": code,
         }
     }
-    return _named(f"error {status}", lambda srv, seen: Reply(status, body, dict(headers or {})))
+    return named(f"error {status}", lambda srv, seen: Reply(status, body, dict(headers or {})))
 
 
 def rate_limited(
@@ -189,7 +176,7 @@ def rate_limited(
             srv, seen
         )
 
-    return _named("429", behave)
+    return named("429", behave)
 
 
 def insufficient_quota() -> Behaviour:
@@ -203,18 +190,18 @@ def slow(seconds: float, then: Behaviour | None = None) -> Behaviour:
         time.sleep(seconds)
         return (then or answer())(srv, seen)
 
-    return _named(f"slow {seconds:g}s", behave)
+    return named(f"slow {seconds:g}s", behave)
 
 
 def drop() -> Behaviour:
     """Close the connection without a response (the client sees RemoteProtocolError)."""
-    return _named("drop", lambda srv, seen: Reply(drop=True))
+    return named("drop", lambda srv, seen: Reply(drop=True))
 
 
 # ----------------------------------------------------------------------------- the server
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """The server. Start and stop it with ``with``; ``base_url`` ends in ``/v1``.
 
     Args:
@@ -225,6 +212,8 @@ class FakeOpenAI:
         api_key: when set, requests without ``Authorization: Bearer <api_key>`` get a 401 whose
             message repeats the presented key (as some servers do).
     """
+
+    handler_attr = "fake"
 
     def __init__(
         self,
@@ -250,37 +239,8 @@ class FakeOpenAI:
         self._requests: list[Seen] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- control -------------------------------------------------------------------------------
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> FakeOpenAI:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "the server is not running"
-        return self._httpd.server_address[1]
-
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
@@ -371,23 +331,15 @@ class FakeOpenAI:
             return self._queue.popleft() if self._queue else self.default
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     fake: FakeOpenAI
-    protocol_version = "HTTP/1.1"  # keep-alive, like real servers
-
-    def log_message(self, format, *args):  # silence the per-request stderr line
-        pass
 
     def do_POST(self):
         fake = self.fake
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
+        body = self.read_json()
         seen = Seen(
             t=time.monotonic(),
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=self.lower_headers(),
             body=body,
             texts=_item_texts(body),
         )
@@ -404,38 +356,11 @@ class _Handler(BaseHTTPRequestHandler):
             if fake.latency:
                 time.sleep(fake.latency)
             reply = behaviour(fake, seen)
-            self._send(seen, reply)
+            self.send_reply(seen, reply)
         finally:
             seen.t_reply = time.monotonic()
             with fake._lock:
                 fake.in_flight -= 1
-
-    def _send(self, seen: Seen, reply: Reply) -> None:
-        if reply.drop:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        seen.status = reply.status
-        if isinstance(reply.body, (dict, list)):
-            payload = json.dumps(reply.body, ensure_ascii=False).encode()
-            ctype = "application/json"
-        else:
-            payload = reply.body.encode() if isinstance(reply.body, str) else reply.body or b""
-            ctype = "text/plain; charset=utf-8"
-        try:
-            self.send_response(reply.status)
-            self.send_header("content-type", ctype)
-            self.send_header("content-length", str(len(payload)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-            self.wfile.flush()
-        except OSError:  # the client gave up (read timeout) and closed the socket
-            self.close_connection = True
 
 
 def _item_texts(body: Any) -> list[str]:
@@ -445,3 +370,6 @@ def _item_texts(body: Any) -> list[str]:
         return [str(item["text"]) for item in json.loads(user["content"])["items"]]
     except (KeyError, IndexError, TypeError, ValueError):
         return []
+
+
+FakeOpenAI.handler = _Handler

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import base64
 import collections
-import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from loopback_http import JSONHandler, LoopbackServer, Reply, named
 
 DEFAULT_RESET = 2_000_000_000.0  # epoch seconds of the default rate-limit window's reset
 
@@ -109,20 +108,7 @@ class Seen:
         return self.variables.get("cursor")
 
 
-@dataclass
-class Reply:
-    status: int = 200
-    body: Any = None  # a dict (sent as JSON), str or bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
-
-
 Behaviour = Callable[["FakeGitHub", Seen], Reply]
-
-
-def _named(name: str, fn: Behaviour) -> Behaviour:
-    fn.__name__ = name
-    return fn
 
 
 # ----------------------------------------------------------------------------- behaviours
@@ -131,7 +117,7 @@ def _named(name: str, fn: Behaviour) -> Behaviour:
 def page(*, remaining: int | None = None, reset: float | None = None) -> Behaviour:
     """The right page (the default). ``remaining`` / ``reset`` override the ``rateLimit`` of
     this answer (and its headers), e.g. ``remaining=0`` for a spent primary limit."""
-    return _named("page", lambda hub, seen: hub.page_reply(seen, remaining, reset))
+    return named("page", lambda hub, seen: hub.page_reply(seen, remaining, reset))
 
 
 def secondary_limit(retry_after: float | None = None, status: int = 403) -> Behaviour:
@@ -142,7 +128,7 @@ def secondary_limit(retry_after: float | None = None, status: int = 403) -> Beha
         "you try again.",
         "documentation_url": "https://docs.github.com/graphql/overview/rate-limits",
     }
-    return _named(f"secondary {status}", lambda hub, seen: Reply(status, body, dict(headers)))
+    return named(f"secondary {status}", lambda hub, seen: Reply(status, body, dict(headers)))
 
 
 def too_many_requests(retry_after: float | None = None) -> Behaviour:
@@ -157,7 +143,7 @@ def primary_limit(reset: float, status: int = 403) -> Behaviour:
         body = {"message": "API rate limit exceeded for user ID 1.", "documentation_url": "x"}
         return Reply(status, body, hub.rate_headers(remaining=0, reset=reset))
 
-    return _named(f"primary {status}", behave)
+    return named(f"primary {status}", behave)
 
 
 def graphql_rate_limited(reset: float, in_headers: bool = True) -> Behaviour:
@@ -175,16 +161,16 @@ def graphql_rate_limited(reset: float, in_headers: bool = True) -> Behaviour:
         headers = hub.rate_headers(remaining=0, reset=reset) if in_headers else {}
         return Reply(200, body, headers)
 
-    return _named("RATE_LIMITED", behave)
+    return named("RATE_LIMITED", behave)
 
 
 def server_error(status: int = 502) -> Behaviour:
-    return _named(f"{status}", lambda hub, seen: Reply(status, "<html>Bad gateway</html>"))
+    return named(f"{status}", lambda hub, seen: Reply(status, "<html>Bad gateway</html>"))
 
 
 def drop() -> Behaviour:
     """Close the connection without an answer (the client sees RemoteProtocolError)."""
-    return _named("drop", lambda hub, seen: Reply(drop=True))
+    return named("drop", lambda hub, seen: Reply(drop=True))
 
 
 def bad_credentials(echo_token: bool = True) -> Behaviour:
@@ -195,7 +181,7 @@ def bad_credentials(echo_token: bool = True) -> Behaviour:
         message = f"Bad credentials {presented}".strip()
         return Reply(401, {"message": message, "documentation_url": "https://docs.github.com"})
 
-    return _named("401", behave)
+    return named("401", behave)
 
 
 def not_found() -> Behaviour:
@@ -216,7 +202,7 @@ def not_found() -> Behaviour:
         }
         return Reply(200, body, hub.rate_headers())
 
-    return _named("NOT_FOUND", behave)
+    return named("NOT_FOUND", behave)
 
 
 def slow(seconds: float, then: Behaviour | None = None) -> Behaviour:
@@ -226,7 +212,7 @@ def slow(seconds: float, then: Behaviour | None = None) -> Behaviour:
         time.sleep(seconds)
         return (then or page())(hub, seen)
 
-    return _named(f"slow {seconds:g}s", behave)
+    return named(f"slow {seconds:g}s", behave)
 
 
 def call(fn: Callable[[], None], then: Behaviour | None = None) -> Behaviour:
@@ -236,13 +222,13 @@ def call(fn: Callable[[], None], then: Behaviour | None = None) -> Behaviour:
         fn()
         return (then or page())(hub, seen)
 
-    return _named("call", behave)
+    return named("call", behave)
 
 
 # ----------------------------------------------------------------------------- the server
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackServer):
     """The server; start and stop it with ``with``. ``url`` is its ``/graphql`` endpoint.
 
     Args:
@@ -253,6 +239,8 @@ class FakeGitHub:
         remaining: the rate-limit points left at the start (one is spent per page).
         reset: the epoch seconds of the window's reset.
     """
+
+    handler_attr = "hub"
 
     def __init__(
         self,
@@ -277,29 +265,11 @@ class FakeGitHub:
         self._lock = threading.Lock()
         self._requests: list[Seen] = []
         self.pages_served = 0
-        self._httpd: ThreadingHTTPServer | None = None
 
     # -- control -------------------------------------------------------------------------------
-    def __enter__(self) -> FakeGitHub:
-        handler = type("Handler", (_Handler,), {"hub": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
     @property
     def url(self) -> str:
-        assert self._httpd is not None, "the server is not running"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/graphql"
+        return f"http://127.0.0.1:{self.port}/graphql"
 
     def script(self, *behaviours: Behaviour) -> FakeGitHub:
         """Queue behaviours for the next requests, one each, in arrival order."""
@@ -402,22 +372,14 @@ class FakeGitHub:
         return self.default
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JSONHandler):
     hub: FakeGitHub
-    protocol_version = "HTTP/1.1"  # keep-alive, like GitHub
     disable_nagle_algorithm = True  # headers and body leave at once (no delayed-ACK stall)
-
-    def log_message(self, format, *args):  # no per-request stderr line
-        pass
+    text_content_type = "text/html; charset=utf-8"
 
     def do_POST(self):
         hub = self.hub
-        raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        seen = Seen(headers={k.lower(): v for k, v in self.headers.items()}, body=body)
+        seen = Seen(headers=self.lower_headers(), body=self.read_json())
         with hub._lock:
             hub._requests.append(seen)
         if self.path != "/graphql":
@@ -426,31 +388,7 @@ class _Handler(BaseHTTPRequestHandler):
             behaviour = hub.behaviour_for(seen)
             seen.behaviour = getattr(behaviour, "__name__", "custom")
             reply = behaviour(hub, seen)
-        self._send(seen, reply)
+        self.send_reply(seen, reply)
 
-    def _send(self, seen: Seen, reply: Reply) -> None:
-        if reply.drop:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            return
-        seen.status = reply.status
-        if isinstance(reply.body, (dict, list)):
-            payload = json.dumps(reply.body, ensure_ascii=False).encode()
-            content_type = "application/json; charset=utf-8"
-        else:
-            payload = reply.body.encode() if isinstance(reply.body, str) else reply.body or b""
-            content_type = "text/html; charset=utf-8"
-        try:
-            self.send_response(reply.status)
-            self.send_header("content-type", content_type)
-            self.send_header("content-length", str(len(payload)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
+
+FakeGitHub.handler = _Handler
