@@ -85,30 +85,27 @@ def read_stargazers(
     time_col = _find_column(frame, starred_at, TIME_NAMES, "star time", src)
     loc_col = _find_column(frame, location, LOCATION_NAMES, "location", src)
 
+    def check(bad: np.ndarray, column: str, problem) -> None:
+        """Raise for the first row flagged in ``bad``, naming the file, line and column."""
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            where = f"line {row + first_line}" if first_line else f"row {row}"
+            raise StargazersError(f"{src}: {where}, column {column!r}: {problem(row, bad.sum())}")
+
     raw_time = frame[time_col]
     times = pd.to_datetime(raw_time, utc=True, errors="coerce", format="mixed")
-    bad = times.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        where = f"line {row + first_line}" if first_line else f"row {row}"
-        raise StargazersError(
-            f"{src}: {where}, column {time_col!r}: {raw_time.iloc[row]!r} is not a timestamp "
-            f"({int(bad.sum())} such rows)"
-        )
+    check(
+        times.isna().to_numpy(),
+        time_col,
+        lambda r, n: f"{raw_time.iloc[r]!r} is not a timestamp ({int(n)} such rows)",
+    )
     users = frame[user_col].astype("string")
-    missing_user = users.isna().to_numpy()
-    if missing_user.any():
-        row = int(np.flatnonzero(missing_user)[0])
-        where = f"line {row + first_line}" if first_line else f"row {row}"
-        raise StargazersError(f"{src}: {where}, column {user_col!r}: the user is empty")
-    dup = users.duplicated().to_numpy()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
-        where = f"line {row + first_line}" if first_line else f"row {row}"
-        raise StargazersError(
-            f"{src}: {where}, column {user_col!r}: user {users.iloc[row]!r} appears twice "
-            f"({int(dup.sum())} repeated rows)"
-        )
+    check(users.isna().to_numpy(), user_col, lambda r, n: "the user is empty")
+    check(
+        users.duplicated().to_numpy(),
+        user_col,
+        lambda r, n: f"user {users.iloc[r]!r} appears twice ({int(n)} repeated rows)",
+    )
     locations = [
         None if (pd.isna(v) or not str(v).strip()) else str(v) for v in frame[loc_col].tolist()
     ]
