@@ -19,6 +19,7 @@ from jaxssm.forecast import (
     sample_posterior,
     select_num_factors,
 )
+from jaxssm.full_bayes import FullPosterior, sample_full_posterior
 from jaxssm.laplace import LaplacePosterior, laplace_posterior
 from jaxssm.params import DataError, Panel, Params, Priors, make_panel
 from jaxssm.simulate import random_params, simulate_panel
@@ -28,6 +29,7 @@ __all__ = [
     "EMSettings",
     "FactorSelection",
     "Forecast",
+    "FullPosterior",
     "Imputation",
     "LaplaceEMResult",
     "LaplacePosterior",
@@ -45,6 +47,7 @@ __all__ = [
     "posterior",
     "predictive_log_likelihood",
     "random_params",
+    "sample_full_posterior",
     "sample_posterior",
     "select_num_factors",
     "simulate_panel",

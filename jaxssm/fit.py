@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxssm.diagnostics import concentrated_components, describe
 from jaxssm.em import (
     STOP_CONVERGED,
     STOP_MAX_ITERATIONS,
@@ -43,7 +44,8 @@ class LaplaceEMResult(NamedTuple):
     ``params``; ``objective`` (num_iterations,) the MAP-EM objective per iteration (the Laplace
     $\\log p(X \\mid \\theta_t)$ plus the log prior); ``converged``; ``num_iterations``; ``status``
     in words (``converged``, ``converged (objective peaked)``, ``max_iterations``,
-    ``non_finite: ...``; see :func:`jaxssm.em.stop_rule`); ``panel`` and ``prior``
+    ``non_finite: ...``; see :func:`jaxssm.em.stop_rule`), followed by ``; warning: ...`` when
+    a latent component sits in a single window (:mod:`jaxssm.diagnostics`); ``panel`` and ``prior``
     as fitted. For a batch every field has a leading panel axis and ``status`` is a list.
     """
 
@@ -254,7 +256,9 @@ def fit_laplace_em(
 
 
 def _result(panel, params, posterior, objective, iterations, code, prior, settings):
-    status = _status(code, int(posterior.status))
+    status = _status(code, int(posterior.status)) + describe(
+        concentrated_components(params, posterior)
+    )
     if code == STOP_NON_FINITE:
         warnings.warn(f"Laplace-EM stopped: {status}", RuntimeWarning, stacklevel=4)
     converged = code in (STOP_CONVERGED, STOP_PEAKED)
@@ -313,7 +317,11 @@ def _fit_batch(panel, num_factors, priors, max_iterations, rtol, settings) -> La
     objective = np.asarray(trace.objective)
     iterations, codes = np.asarray(iterations), np.asarray(codes)
     newton = np.asarray(posterior.status)
-    status = [_status(int(c), int(n)) for c, n in zip(codes, newton, strict=True)]
+    status = [
+        _status(int(c), int(n))
+        + describe(concentrated_components(*jax.tree.map(lambda a, b=b: a[b], (params, posterior))))
+        for b, (c, n) in enumerate(zip(codes, newton, strict=True))
+    ]
     converged = np.isin(codes, (STOP_CONVERGED, STOP_PEAKED))
     if np.any(codes == STOP_NON_FINITE):
         warnings.warn(
