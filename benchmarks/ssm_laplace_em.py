@@ -19,11 +19,17 @@ On panels simulated from the model (seed-like: 163 locations, skewed base rates,
   fixed at the Laplace-EM fit, against the Laplace posterior (mean and sd of f and of log-rates per
   cell); and NUTS over every parameter (4 x (500 + 500)) as the reference for held-out
   log-likelihood and time.
+* ``nuts``: this package's own full Bayes (``jaxssm.sample_full_posterior``: NumPyro NUTS over
+  every parameter, the same model and priors as the Stan program, chains started at the
+  Laplace-EM fit) at the seed's size with Stan's settings (4 x (500 + 500), centred and
+  non-centred like Stan) and short single chains (1 x (200 + 200)) at every size: held-out
+  log-likelihood with its paired difference against Laplace-EM, time, divergences, R-hat.
 
 Usage (the ``bench`` extra: statsmodels and pystan)::
 
     python benchmarks/ssm_laplace_em.py                       # all sections (~15 minutes)
     python benchmarks/ssm_laplace_em.py --sections sizes,scaling
+    python benchmarks/ssm_laplace_em.py --sections nuts       # no pystan needed (~10 minutes)
 """
 
 from __future__ import annotations
@@ -399,6 +405,82 @@ def run_stan(args, fits: dict, out: dict) -> None:
     print(f"\n== Stan\n{json.dumps(row, indent=1)}", flush=True)
 
 
+FULL_BAYES_SIZES = [
+    ("seed m=163 N=36", 163, 36, 3, 2.0, 0.4),
+    ("m=163 N=144", 163, 144, 3, 2.0, 0.4),
+    ("m=163 N=576", 163, 576, 3, 2.0, 0.4),
+    ("sparse m=1000 N=36", 1000, 36, 3, 0.3, 0.4),
+]
+
+
+def run_full_bayes(args, out: dict) -> None:
+    """jaxssm's NUTS over every parameter against its own Laplace-EM on the same held-out cells."""
+    import jax
+
+    from jaxssm import fit_laplace_em, predictive_log_likelihood, sample_full_posterior
+
+    sizes = FULL_BAYES_SIZES[:1] if args.quick else FULL_BAYES_SIZES
+    rows = {}
+    for name, m, N, q, mean_count, loading_scale in sizes:
+        if args.quick:
+            m, N, q = 20, 12, 2
+        sim, heldout = simulate(args.seed, m, N, q, mean_count, loading_scale)
+        train = np.where(heldout, np.nan, sim.counts)
+        t0 = time.perf_counter()
+        fit = fit_laplace_em(train, q, loop="jax")
+        _, laplace_s = timed(fit_laplace_em, train, q, loop="jax")
+        laplace = np.asarray(
+            predictive_log_likelihood(fit.params, fit.posterior, sim.counts, heldout,
+                                      parameter_cov=fit.parameter_covariance())
+        )[heldout]  # fmt: skip
+        plug_in = np.asarray(
+            predictive_log_likelihood(fit.params, fit.posterior, sim.counts, heldout)
+        )[heldout]
+        row = {
+            "m": m,
+            "N": N,
+            "q": q,
+            "heldout_cells": int(heldout.sum()),
+            "laplace_em": {
+                "heldout_loglik": float(plug_in.mean()),
+                "heldout_loglik_parameter_uncertainty": float(laplace.mean()),
+                "to_convergence_s": round(laplace_s, 3),
+            },
+        }
+        runs = [("1x(200+200) centred", 1, 200, "centered")]
+        if name.startswith("seed") and not args.quick:
+            runs += [
+                ("4x(500+500) centred", 4, 500, "centered"),
+                ("4x(500+500) non-centred (as Stan)", 4, 500, "noncentered"),
+            ]
+        oracle = poisson_loglik(sim.counts, np.exp(sim.log_rate))[heldout]
+        row["oracle"] = float(oracle.mean())
+        for label, chains, n, parametrization in runs:
+            if args.quick:
+                n = 50
+            full = sample_full_posterior(jax.random.key(args.seed), fit, num_warmup=n,
+                                         num_samples=n, num_chains=chains,
+                                         parametrization=parametrization)  # fmt: skip
+            cell = full.predictive_log_likelihood(sim.counts, heldout)[heldout]
+            diff = cell - laplace
+            rates = full.expected_rates()
+            row[label] = {
+                **full.diagnostics(),
+                "heldout_loglik": float(cell.mean()),
+                "minus_laplace_em": float(diff.mean()),
+                "minus_laplace_em_se": float(diff.std(ddof=1) / np.sqrt(diff.size)),
+                "rmse_log_rate": float(np.sqrt(np.mean((np.log(rates) - sim.log_rate) ** 2))),
+                "time_ratio_to_laplace_em": round(full.seconds / laplace_s, 1),
+            }
+            print(f"{name:>20} | {label:<36} | held-out {cell.mean():.4f} "
+                  f"(Laplace-EM {laplace.mean():.4f}, diff {diff.mean():+.4f} "
+                  f"± {row[label]['minus_laplace_em_se']:.4f}) | {full.seconds:7.1f} s | "
+                  f"div {row[label]['divergences']}", flush=True)  # fmt: skip
+        row["total_s"] = round(time.perf_counter() - t0, 1)
+        rows[name] = row
+    out["full_bayes"] = rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="sizes,scaling,stan")
@@ -435,6 +517,9 @@ def main() -> None:
         save()
     if "stan" in sections:
         run_stan(args, fits, out)
+        save()
+    if "nuts" in sections:
+        run_full_bayes(args, out)
     save()
     print(f"\nwrote {args.out}")
 

@@ -151,17 +151,23 @@ class FullPosterior(NamedTuple):
         return np.where(np.asarray(heldout_mask, bool), value, np.nan)
 
     def diagnostics(self) -> dict:
-        """Divergences, mean leapfrog steps, and the worst split-R-hat and smallest effective
-        sample size over the cells' log-rates (rotation invariant; R-hat needs 2+ chains)."""
+        r"""Divergences, mean leapfrog steps, and the smallest effective sample size and worst
+        split R-hat (R-hat needs 2+ chains) over the cells' log-rates, which are rotation
+        invariant. NUTS draws can be antithetic, where the autocorrelation estimate of the ESS
+        degenerates; as Stan does, the ESS is capped at $S \log_{10} S$."""
         from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
         eta = self.log_rates().reshape(self.num_chains, -1, *self.offset.shape)
+        S = self.num_draws
+        cap = S * np.log10(max(S, 10))
+        ess = np.asarray(effective_sample_size(eta))
+        ess = np.where((ess < 0) | (ess > cap) | ~np.isfinite(ess), cap, ess)
         out = {
-            "draws": self.num_draws,
+            "draws": S,
             "chains": self.num_chains,
             "divergences": int(self.diverging.sum()),
             "mean_leapfrog_steps": float(self.num_steps.mean()),
-            "min_ess_log_rate": float(np.min(effective_sample_size(eta))),
+            "min_ess_log_rate": float(np.min(ess)),
             "seconds": round(self.seconds, 2),
         }
         if self.num_chains > 1:

@@ -10,6 +10,7 @@ from scipy import integrate, special, stats
 
 from jaxssm import fit_laplace_em, random_params, simulate_panel
 from jaxssm.full_bayes import (
+    FullPosterior,
     Unconstrained,
     _start,
     log_density,
@@ -154,3 +155,18 @@ def test_rejects_a_batch_and_bad_settings(small):
         sample_full_posterior(jax.random.key(0), fit, transition_scale=0.0)
     with pytest.raises(ValueError, match="parametrization"):
         sample_full_posterior(jax.random.key(0), fit, parametrization="centred")
+
+
+def test_diagnostics_cap_the_ess_of_antithetic_draws():
+    """Alternating draws (lag-1 autocorrelation -1) make the autocorrelation ESS estimate
+    degenerate; it is capped at S log10 S instead of coming out negative or infinite."""
+    S, N, m = 200, 3, 2
+    sign = np.where(np.arange(S) % 2 == 0, 1.0, -1.0)
+    mu = sign[:, None] * np.ones((S, m)) + 1e-3 * np.random.default_rng(0).normal(size=(S, m))
+    full = FullPosterior(mu=mu, Lambda=np.zeros((S, m, 1)), Phi=np.zeros((S, 1, 1)),
+                         f=np.zeros((S, N, 1)), diverging=np.zeros(S, bool),
+                         num_steps=np.full(S, 7), offset=np.zeros((N, m)), num_chains=1,
+                         seconds=1.0)  # fmt: skip
+    d = full.diagnostics()
+    assert 0 < d["min_ess_log_rate"] <= S * np.log10(S)
+    assert d["mean_leapfrog_steps"] == 7 and "max_rhat_log_rate" not in d
