@@ -19,6 +19,7 @@ import pandas as pd
 from jax.scipy.special import gammaln, logsumexp
 
 from jaxssm import block_tridiag as bt
+from jaxssm import cyclic_reduction as cr
 from jaxssm.laplace import LaplacePosterior
 from jaxssm.params import Panel, Params, Priors, make_panel
 
@@ -82,8 +83,13 @@ def expected_rates(params: Params, posterior: LaplacePosterior, offset=None) -> 
 
 
 def sample_posterior(key: jax.Array, posterior: LaplacePosterior, num_draws: int) -> jax.Array:
-    r"""Draws of $f_{1:N}$ from $N(\hat f, J^{-1})$ via the block Cholesky ($O(N q^3)$ each):
-    (num_draws, N, q)."""
+    r"""Draws of $f_{1:N}$ from $N(\hat f, J^{-1})$ via the factor of $J$ the posterior carries
+    (the block Cholesky, or the cyclic reduction of the parallel solver; $O(N q^3)$ each):
+    (num_draws, N, q); for q = 0 (the static model) an empty (num_draws, N, 0)."""
+    if posterior.mean.shape[-1] == 0:
+        return jnp.broadcast_to(posterior.mean, (num_draws, *posterior.mean.shape))
+    if isinstance(posterior.chol, cr.CyclicReductionFactor):
+        return posterior.mean + cr.sample(key, posterior.chol, num_draws)
     return posterior.mean + bt.sample(key, posterior.chol, num_draws)
 
 

@@ -9,7 +9,9 @@ $(f_{i-1}, f_i)$. Its blocks come from autodiff of those local terms,
 $\Lambda^\top \mathrm{diag}(M_i \odot \lambda_i) \Lambda$ plus the transition precisions — a masked
 (missing) cell adds nothing. Every Newton step, $\log\det J$, the posterior blocks $\hat V_{ii}$ and
 $\hat V_{i,i-1}$ and posterior draws use the block Cholesky of :mod:`jaxssm.block_tridiag`:
-$O(N q^3)$ time, never a dense $(Nq) \times (Nq)$ matrix.
+$O(N q^3)$ time, never a dense $(Nq) \times (Nq)$ matrix. With ``solver="parallel"`` the same
+quantities come from the block cyclic reduction of :mod:`jaxssm.cyclic_reduction` (depth
+$O(\log N)$ instead of $O(N)$, for accelerators; the same results to rounding).
 
 The Laplace approximation of the marginal likelihood (the EM objective) is
 
@@ -30,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxssm import block_tridiag as bt
+from jaxssm import cyclic_reduction as cr
 from jaxssm.model import (
     Emission,
     initial_log_density,
@@ -49,12 +52,31 @@ STATUS_NAMES = {
     STALLED: "stalled at numerical precision",
 }
 
+#: The block-tridiagonal linear algebra of the E-step: the sequential scans of
+#: :mod:`jaxssm.block_tridiag` or the cyclic reduction of :mod:`jaxssm.cyclic_reduction`.
+SOLVERS = ("sequential", "parallel")
+
+#: The factor of $J$ a :class:`LaplacePosterior` carries, by solver.
+Factor = bt.BlockCholesky | cr.CyclicReductionFactor
+
+
+def check_solver(solver: str) -> str:
+    """``solver`` if it is one of :data:`SOLVERS`, else a ValueError (a static setting: raised
+    while tracing, never inside compiled code)."""
+    if solver not in SOLVERS:
+        raise ValueError(
+            f"linear_solver must be one of {', '.join(map(repr, SOLVERS))}, got {solver!r}"
+        )
+    return solver
+
 
 class LaplacePosterior(NamedTuple):
     r"""$N(\hat f_{1:N}, J^{-1})$ and what the M-step and the objective need.
 
     ``mean`` (N, q) the mode $\hat f$; ``V_diag`` (N, q, q) $\hat V_{ii}$; ``V_sub`` (N, q, q)
-    $\hat V_{i,i-1}$ (``V_sub[0]`` = 0); ``chol`` the block Cholesky of $J$ (for draws);
+    $\hat V_{i,i-1}$ (``V_sub[0]`` = 0); ``chol`` the factor of $J$ (for draws): a
+    :class:`~jaxssm.block_tridiag.BlockCholesky`, or with the parallel solver a
+    :class:`~jaxssm.cyclic_reduction.CyclicReductionFactor`;
     ``log_joint`` $\log p(X, \hat f)$; ``logdet`` $\log\det J$; ``objective`` the Laplace
     $\log p(X \mid \theta)$; ``num_steps`` Newton steps taken; ``status`` a Newton status code.
     """
@@ -62,7 +84,7 @@ class LaplacePosterior(NamedTuple):
     mean: Latent
     V_diag: Blocks
     V_sub: Blocks
-    chol: bt.BlockCholesky
+    chol: Factor
     log_joint: Scalar
     logdet: Scalar
     objective: Scalar
@@ -111,6 +133,7 @@ def _laplace_posterior(
     max_steps: int = 50,
     tol: float | None = None,
     max_halvings: int = 30,
+    solver: str = "sequential",
 ) -> LaplacePosterior:
     """Newton's method for the mode of the log joint, then the Gaussian approximation.
 
@@ -124,7 +147,12 @@ def _laplace_posterior(
         tol: stop when the Newton decrement $g^\\top J^{-1} g / 2 \\le$ ``tol`` $(1 + |\\log p|)$;
             default 1e-11 in float64, 1e-6 in float32.
         max_halvings: static limit on backtracking halvings per step.
+        solver: ``"sequential"`` (:mod:`jaxssm.block_tridiag`, the default) or ``"parallel"``
+            (:mod:`jaxssm.cyclic_reduction`) for the factor of $J$, the Newton direction,
+            $\\log\\det J$ and the posterior blocks.
     """
+    la = cr if check_solver(solver) == "parallel" else bt
+    factorize = cr.factor if la is cr else bt.cholesky
     dtype = f_init.dtype
     if tol is None:
         tol = 1e-11 if dtype == jnp.float64 else 1e-6
@@ -137,21 +165,21 @@ def _laplace_posterior(
     def linearise(f):
         value, g = value_and_grad(f)
         A, C = precision_blocks(f, panel, params, emission)
-        chol = bt.cholesky(A, C)
+        chol = factorize(A, C)
         return value, g, chol
 
     class State(NamedTuple):
         f: Latent
         value: Scalar
         g: Latent
-        chol: bt.BlockCholesky
+        chol: Factor
         decrement: Scalar
         step: jax.Array
         status: jax.Array
 
     def make_state(f, step, status):
         value, g, chol = linearise(f)
-        direction = bt.solve(chol, g)
+        direction = la.solve(chol, g)
         decrement = jnp.sum(g * direction)
         finite = jnp.isfinite(value) & jnp.isfinite(decrement)
         status = jnp.where(finite, status, NON_FINITE)
@@ -201,8 +229,8 @@ def _laplace_posterior(
         jnp.where(converged, CONVERGED, state.status),
     )
     # The posterior at the final point: J from its linearisation (already in the state).
-    V_diag, V_sub = bt.inverse_blocks(state.chol)
-    logdet = bt.logdet(state.chol)
+    V_diag, V_sub = la.inverse_blocks(state.chol)
+    logdet = la.logdet(state.chol)
     N, q = state.f.shape
     laplace = state.value + 0.5 * N * q * jnp.log(2 * jnp.pi) - 0.5 * logdet
     return LaplacePosterior(
@@ -219,7 +247,8 @@ def _laplace_posterior(
 
 
 laplace_posterior = jax.jit(
-    _laplace_posterior, static_argnames=("emission", "max_steps", "tol", "max_halvings")
+    _laplace_posterior,
+    static_argnames=("emission", "max_steps", "tol", "max_halvings", "solver"),
 )
 laplace_posterior.__doc__ = _laplace_posterior.__doc__
 

@@ -76,6 +76,12 @@ def test_predictive_likelihood_against_monte_carlo_and_exact_static(heldout_fit,
     exact = stats.poisson.logpmf(x, np.exp(np.asarray(static.params.mu)))
     got0 = np.asarray(predictive_log_likelihood(static.params, static.posterior, x, heldout))
     np.testing.assert_allclose(got0[heldout], exact[heldout], rtol=1e-10)
+    # the static model has no trajectory to draw; imputation draws Poisson(exp(mu)) counts
+    assert sample_posterior(key, static.posterior, 3).shape == (3, N, 0)
+    drawn = impute(key, static.params, static.posterior, static.panel, num_draws=4000)
+    i, ell = np.argwhere(heldout)[0]
+    rate = float(np.exp(static.params.mu[ell]))
+    assert abs(float(drawn.counts[:, i, ell].mean()) - rate) < 5 * np.sqrt(rate / 4000)
 
 
 def test_imputation_keeps_observed_cells_and_is_calibrated(heldout_fit, key):
