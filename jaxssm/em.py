@@ -46,6 +46,7 @@ from jaxssm.laplace import (
     CONVERGED,
     NON_FINITE,
     LaplacePosterior,
+    check_solver,
     dense_laplace_posterior,
     laplace_posterior,
 )
@@ -64,6 +65,7 @@ class EMSettings(NamedTuple):
     max_transition_norm: float = 1.0  # bound on ||Phi||_2 (see update_transition)
     transition_bound: str = "norm"  # "norm" (largest singular value) or "radius" (spectral)
     dense_reference: bool = False  # E-step with a dense (Nq)x(Nq) Hessian: benchmarks only
+    linear_solver: str = "sequential"  # "sequential" (scans) or "parallel" (cyclic reduction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,7 +337,9 @@ def dense_posterior(panel: Panel, params: Params, f_init: jax.Array, settings: E
 
 
 def e_step(panel: Panel, params: Params, f_init: jax.Array, settings: EMSettings):
-    """The Laplace posterior at ``params`` (pure; q = 0 handled statically)."""
+    """The Laplace posterior at ``params`` (pure; q = 0 handled statically). An unknown
+    ``settings.linear_solver`` is a ValueError."""
+    check_solver(settings.linear_solver)
     if params.num_factors == 0:
         return static_posterior(panel, params)
     if settings.dense_reference:
@@ -346,6 +350,7 @@ def e_step(panel: Panel, params: Params, f_init: jax.Array, settings: EMSettings
         f_init,
         max_steps=settings.max_newton_steps,
         tol=settings.newton_tol,
+        solver=settings.linear_solver,
     )
 
 
@@ -400,8 +405,8 @@ def stop_rule(objective, previous, best, rtol):
     r"""The loop's stopping rule, shared by the host and the ``while_loop`` versions.
 
     Laplace-EM is not an exact EM: its M-step maximises the expected complete log likelihood
-    under the Laplace posterior and ignores how the curvature term $-	frac12\log\det J$ of the
-    objective moves with $	heta$, so the objective can rise to a peak and then drift down slowly.
+    under the Laplace posterior and ignores how the curvature term $-\tfrac12\log\det J$ of the
+    objective moves with $\theta$, so the objective can rise to a peak and then drift down slowly.
     The rule stops on a relative change below ``rtol`` (``converged``) or on a decrease of more
     than ``rtol`` relative below the best value so far (``peaked``); the caller returns the best
     iterate, so the reported objective never decreases beyond tolerance.
