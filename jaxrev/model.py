@@ -294,12 +294,12 @@ def hier_sigma(data: RevenueArrays, priors: HierSigmaPriors = HierSigmaPriors())
     r"""Multilevel means *and* spreads: each ad set has its own $\sigma_a$, pooled toward its
     campaign's, pooled toward the account's (non-centered on the log scale):
 
-    $$\log\sigma_c = \log\sigma + 	au^\sigma_c\, z^\sigma_c, \qquad
-      \log\sigma_a = \log\sigma_{c_a} + 	au^\sigma_a\, z^\sigma_a, \qquad
-      z^\sigma \sim N(0, 1), \quad 	au^\sigma_c, 	au^\sigma_a \sim \mathrm{HalfNormal}(s),$$
+    $$\log\sigma_c = \log\sigma + \tau^\sigma_c\, z^\sigma_c, \qquad
+      \log\sigma_a = \log\sigma_{c_a} + \tau^\sigma_a\, z^\sigma_a, \qquad
+      z^\sigma \sim N(0, 1), \quad \tau^\sigma_c, \tau^\sigma_a \sim \mathrm{HalfNormal}(s),$$
 
     means as in :func:`multilevel`; the Fenton-Wilkinson step uses $\sigma_{a_i}$.
-    ``adset_mean`` $= e^{	heta_a + \sigma_a^2/2}$, ``campaign_mean`` $= e^{\mu_c + \sigma_c^2/2}$.
+    ``adset_mean`` $= e^{\theta_a + \sigma_a^2/2}$, ``campaign_mean`` $= e^{\mu_c + \sigma_c^2/2}$.
     """
     p = priors
     account = _account_level(p)
@@ -365,7 +365,7 @@ def local_level(data: RevenueArrays, priors: LocalLevelPriors = LocalLevelPriors
       arepsilon_k \sim N(0, 1), \quad \omega \sim \mathrm{HalfNormal}(s),$$
 
     on knots $\Delta$ days apart (linear in between; past the last knot it stays flat), and
-    $\log r_i \sim$ Fenton-Wilkinson with $	heta_{a_i} + \ell(t_i)$. $	heta_a$ is the ad set's
+    $\log r_i \sim$ Fenton-Wilkinson with $\theta_{a_i} + \ell(t_i)$. $\theta_a$ is the ad set's
     level at $t = 0$; ``adset_mean`` and ``campaign_mean`` are reported at the last observed
     time, ``level`` (K,) and ``level_now`` are deterministic sites. Knots past the data keep
     their random-walk prior, so predictions ahead carry the drift's uncertainty.
