@@ -55,7 +55,7 @@ def small():
 @pytest.fixture(scope="module")
 def full(small):
     _, _, fit = small
-    return sample_full_posterior(jax.random.key(1), fit, num_warmup=300, num_samples=500,
+    return sample_full_posterior(jax.random.key(1), fit, num_warmup=200, num_samples=300,
                                  num_chains=2)  # fmt: skip
 
 
@@ -97,7 +97,7 @@ def test_static_posterior_matches_quadrature_per_location():
     counts = simulate_panel(12, truth, 8).counts
     counts[:, 0] = 0.0  # an all-zero location: its posterior leans on the prior
     fit = fit_laplace_em(counts, 0)
-    full = sample_full_posterior(jax.random.key(2), fit, num_warmup=300, num_samples=1500)
+    full = sample_full_posterior(jax.random.key(2), fit, num_warmup=200, num_samples=1000)
     mu_bar = float(fit.prior.mu_mean[0])
     s = 1.0 / np.sqrt(float(np.ravel(fit.prior.mu_precision)[0]))
     for ell in range(counts.shape[1]):
@@ -121,7 +121,7 @@ def test_log_rate_intervals_cover_the_truth(small, full):
     covered = (lo <= sim.log_rate) & (sim.log_rate <= hi)
     assert 0.8 <= covered.mean() <= 0.99, covered.mean()
     d = full.diagnostics()
-    assert d["draws"] == 1000 and d["chains"] == 2
+    assert d["draws"] == 600 and d["chains"] == 2
     assert d["max_rhat_log_rate"] < 1.1, d
     assert d["divergences"] <= 5, d  # the centred default (non-centred: ~100 here)
 
