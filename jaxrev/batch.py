@@ -72,6 +72,7 @@ from jaxrev.inference import (
     SVIRunState,
     WindowStats,
     _prepared_svi,
+    _program_options,
     elbo_plateau,
     fitted_params,
     run_nuts,
@@ -405,9 +406,10 @@ def _svi_stage(
     for the whole current batch and kept for those lanes. Each lane's trajectory is independent
     of its slot and of repacking.
     """
-    init = _vectorised(stage_init, model, priors, options, salt)
-    chunk = _vectorised(svi_chunk, model, priors, options)
-    summarize = _vectorised(svi_summary_stats, model, priors, options, num_draws)
+    compiled = _program_options(options)  # the stopping rule is the host's (below)
+    init = _vectorised(stage_init, model, priors, compiled, salt)
+    chunk = _vectorised(svi_chunk, model, priors, compiled)
+    summarize = _vectorised(svi_summary_stats, model, priors, compiled, num_draws)
 
     size = batch_size_for(len(lanes), cap, num_devices)
     fill = size - len(lanes)

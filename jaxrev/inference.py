@@ -304,6 +304,14 @@ def svi_draws(
     return _guide_draws(svi, model, priors, key, params, arrays, num_draws)
 
 
+def _program_options(options: SVIOptions) -> SVIOptions:
+    """``options`` as the compiled SVI programs see them: the fields that only the host's
+    stopping rule reads (``max_steps``, ``rtol``, ``noise_z``, ``average_steps``) set to fixed
+    values. Options are static arguments, so fits that differ only in when they stop share one
+    compiled program instead of compiling the same one again."""
+    return replace(options, max_steps=options.window, rtol=0.0, noise_z=0.0, average_steps=0)
+
+
 _svi_init_jit = jax.jit(svi_init, static_argnums=(0, 1, 2))
 _svi_chunk_jit = jax.jit(svi_chunk, static_argnums=(0, 1, 2))
 _svi_draws_jit = jax.jit(svi_draws, static_argnums=(0, 1, 2, 6))
@@ -395,13 +403,14 @@ def run_svi(
     """Fit with SVI until the windowed relative ELBO change is below ``rtol`` (host loop)."""
     t0 = time.perf_counter()
     k_init, k_draw = jax.random.split(key)
-    state = _svi_init_jit(model, priors, options, k_init, arrays)
+    compiled = _program_options(options)
+    state = _svi_init_jit(model, priors, compiled, k_init, arrays)
     losses: list[np.ndarray] = []
     steps, rel, converged, nonfinite = 0, math.inf, False, False
     previous: WindowStats | None = None
     with _progress(options.max_steps, f"SVI ({options.guide})", progress) as bar:
         while steps < options.max_steps:
-            state, chunk = _svi_chunk_jit(model, priors, options, state, arrays)
+            state, chunk = _svi_chunk_jit(model, priors, compiled, state, arrays)
             chunk = np.asarray(chunk)
             losses.append(chunk)
             steps += options.window
@@ -417,8 +426,8 @@ def run_svi(
                 converged = True
                 break
     t_fit = time.perf_counter() - t0
-    params = _svi_params_jit(model, priors, options, state, arrays)
-    draws = _svi_draws_jit(model, priors, options, k_draw, params, arrays, num_draws)
+    params = _svi_params_jit(model, priors, compiled, state, arrays)
+    draws = _svi_draws_jit(model, priors, compiled, k_draw, params, arrays, num_draws)
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}  # one "chain"
     loss_trace = np.concatenate(losses)
     messages = []
@@ -493,13 +502,6 @@ def nuts_init(model: str, priors, options: NUTSOptions, key: jax.Array, arrays, 
     """Initial NUTS state of one chain started at unconstrained ``z`` (pure)."""
     init, _ = _nuts_kernels(model, priors, options, arrays, z)
     return init(key)
-
-
-def nuts_warmup(model: str, priors, options: NUTSOptions, length: int, state, arrays):
-    """``length`` adaptation iterations of one chain (pure)."""
-    init, sample_kernel = _nuts_kernels(model, priors, options, arrays, state.z)
-    init(state.rng_key)
-    return jax.lax.fori_loop(0, length, lambda _, s: sample_kernel(s), state)
 
 
 def nuts_sample(model: str, priors, options: NUTSOptions, length: int, state, arrays):
@@ -583,7 +585,11 @@ def run_nuts(
             while done < count:
                 length = min(chunk, count - done)
                 if phase == "warmup":
-                    state = _run_chains(_warmup_one, method, (*static, length), state, arrays)
+                    # Warm-up runs the sampling program and drops its draws: the same kernel
+                    # steps (adaptation is in the kernel's state), and one compiled program for
+                    # both phases instead of two (compiling NumPyro's NUTS kernel is most of the
+                    # time of a small fit).
+                    state, _ = _run_chains(_sample_one, method, (*static, length), state, arrays)
                 else:
                     state, out = _run_chains(_sample_one, method, (*static, length), state, arrays)
                     draws.append(jax.device_get(out))
@@ -626,10 +632,6 @@ def run_nuts(
 def _init_one(model, priors, options, key_and_start, arrays):
     key, z = key_and_start
     return nuts_init(model, priors, options, key, arrays, z)
-
-
-def _warmup_one(model, priors, options, length, state, arrays):
-    return nuts_warmup(model, priors, options, length, state, arrays)
 
 
 def _sample_one(model, priors, options, length, state, arrays):
