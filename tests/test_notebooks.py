@@ -1,25 +1,38 @@
 """The research notebooks run end to end (at a small size) and reach their conclusions."""
 
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
+# The notebook each test executes, longest-running first (the order they are started in).
+NOTEBOOK_OF_TEST = {
+    "test_revenue_notebook_runs_and_reaches_its_conclusions": "revenue_multilevel.ipynb",
+    "test_ssm_notebook_runs_and_reaches_its_conclusions": "ssm_laplace_em.ipynb",
+    "test_stargazers_notebook_runs_and_reaches_its_conclusions": "stargazers.ipynb",
+    "test_roas_notebook_runs_and_reaches_its_conclusions": "roas_allocation.ipynb",
+}
+# Kernels run at once. A notebook's time is mostly XLA compiling, which keeps little more than
+# one core busy: two kernels use both cores of the 2-core CI machine (one after another, the
+# second core sat mostly idle); more where there are more cores.
+CONCURRENT_KERNELS = max(2, min(len(NOTEBOOK_OF_TEST), os.cpu_count() or 2))
 
-def run_notebook(name: str, tmp_path, monkeypatch) -> tuple[str, int]:
-    """Execute a notebook at its small size; returns its printed text and its number of figures.
-    Raises CellExecutionError if any cell (or one of its asserts) fails."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("JAXMODELS_NOTEBOOK_SMALL", "1")
-    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend shows figures
+
+def run_notebook(name: str, path: Path, env: dict[str, str]) -> tuple[str, int]:
+    """Execute a notebook at its small size in a kernel started with ``env``, working directory
+    ``path``; returns its printed text and its number of figures. Raises CellExecutionError if
+    any cell (or one of its asserts) fails."""
+    import nbclient
+    import nbformat
+
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = nbclient.NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp_path}}
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": path}}
     )
-    client.execute()
+    client.execute(env=env)
     cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     outputs = [out for cell in cells for out in cell.get("outputs", [])]
     text = "\n".join(
@@ -29,25 +42,52 @@ def run_notebook(name: str, tmp_path, monkeypatch) -> tuple[str, int]:
     return text, images
 
 
+@pytest.fixture(scope="module")
+def executed(request, tmp_path_factory, compile_cache) -> dict[str, Future]:
+    """The notebooks of this session's selected tests, started together on a pool of
+    ``CONCURRENT_KERNELS`` kernels; maps a notebook to the future of ``run_notebook``. The kernels
+    share the session's persistent compilation cache (``compile_cache``), so a program one
+    notebook compiled (the revenue model's SVI on the bundled account, say) is loaded, not
+    compiled again, by another."""
+    pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    selected = {
+        getattr(item, "originalname", item.name)
+        for item in request.session.items
+        if item.module is request.module
+    }
+    names = [nb for test, nb in NOTEBOOK_OF_TEST.items() if test in selected]
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # inline figures
+    env.update(JAXMODELS_NOTEBOOK_SMALL="1", JAX_PLATFORMS="cpu")
+    with ThreadPoolExecutor(max_workers=CONCURRENT_KERNELS) as pool:
+        futures = {
+            name: pool.submit(run_notebook, name, tmp_path_factory.mktemp(Path(name).stem), env)
+            for name in names
+        }
+        yield futures
+        for future in futures.values():
+            future.cancel()  # those not started yet (a deselected or failed run); others finish
+
+
 @pytest.mark.slow
-def test_revenue_notebook_runs_and_reaches_its_conclusions(tmp_path, monkeypatch):
-    text, images = run_notebook("revenue_multilevel.ipynb", tmp_path, monkeypatch)
+def test_revenue_notebook_runs_and_reaches_its_conclusions(executed):
+    text, images = executed["revenue_multilevel.ipynb"].result()
     assert "NUTS 95% intervals cover" in text
     assert "P(mean of A > mean of B)" in text
     assert images >= 5
 
 
 @pytest.mark.slow
-def test_ssm_notebook_runs_and_reaches_its_conclusions(tmp_path, monkeypatch):
-    text, images = run_notebook("ssm_laplace_em.ipynb", tmp_path, monkeypatch)
+def test_ssm_notebook_runs_and_reaches_its_conclusions(executed):
+    text, images = executed["ssm_laplace_em.ipynb"].result()
     assert "90% imputation intervals cover" in text  # the notebook asserts the coverage itself
     assert "chosen q = " in text and "chosen q = 0" not in text
     assert images >= 4
 
 
 @pytest.mark.slow
-def test_stargazers_notebook_runs_and_reaches_its_conclusions(tmp_path, monkeypatch):
-    text, images = run_notebook("stargazers.ipynb", tmp_path, monkeypatch)
+def test_stargazers_notebook_runs_and_reaches_its_conclusions(executed):
+    text, images = executed["stargazers.ipynb"].result()
     # the cells assert the conclusions themselves (p < 0.05, q >= 1, coverage >= 0.8, ...)
     assert "The offline gazetteer places" in text or "Skipped:" in text
     assert "The geography changed over time" in text and "Monte Carlo p" in text
@@ -59,8 +99,8 @@ def test_stargazers_notebook_runs_and_reaches_its_conclusions(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_roas_notebook_runs_and_reaches_its_conclusions(tmp_path, monkeypatch):
-    text, images = run_notebook("roas_allocation.ipynb", tmp_path, monkeypatch)
+def test_roas_notebook_runs_and_reaches_its_conclusions(executed):
+    text, images = executed["roas_allocation.ipynb"].result()
     # the cells assert the conclusions themselves (pooling shrinks small ad sets most, budgets
     # sum and respect caps, ROAS beats CPA when revenue per conversion differs and ties without)
     assert "shrinkage toward the campaign" in text

@@ -43,3 +43,12 @@ def nuts_fit(small_data):
 @pytest.fixture(scope="session", params=["meanfield", "fullrank", "lowrank"])
 def svi_fit(request, small_data):
     return fit(small_data, "svi", guide=request.param, seed=2, progress=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def persistent_compilation_cache(compile_cache):
+    """The session's persistent compilation cache, on from the first jaxrev test (the batch tests
+    turn it on anyway, for the subprocesses they start): the programs that the tests before
+    ``test_compile_cache`` compiled are written to it, so the tests after that test drops every
+    compiled program in memory load them from disk instead of compiling them again."""
+    return compile_cache

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from jaxrev.batch import BatchOptions, fit_accounts, fit_bucket, load_accounts, make_specs
 from jaxrev.compile_cache import CompileCounter
 from jaxrev.data import Columns
-from jaxrev.inference import SVIOptions, fit
+from jaxrev.inference import fit
 from jaxrev.model import MultilevelPriors
 from jaxrev.simulate import simulate_account
 from jaxrev.store import ResultStore
@@ -46,6 +47,48 @@ def exactly_once(status: pd.DataFrame, summary: pd.DataFrame, accounts) -> None:
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
     return accounts_table(8)
+
+
+def run_process(cmd: list[str], env: dict[str, str], started: list) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)``, with the
+    process recorded in ``started`` (so that the module can stop it if it is left running)."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started.append(proc)
+    try:
+        out, err = proc.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subprocess_runs(request, table, tmp_path_factory) -> dict[str, Future]:
+    """The subprocess halves of the selected sharding and persistent-cache tests, started one
+    after another in a thread as the module starts; maps ``"sharded"`` and ``"cache"`` to their
+    futures. A subprocess is mostly XLA compiling, on one core: it runs while this process fits
+    the in-process tests on the other core, and each of the two tests waits for its own."""
+    selected = {
+        getattr(item, "originalname", item.name)
+        for item in request.session.items
+        if item.module is request.module
+    }
+    jobs = {}
+    if "test_accounts_axis_sharded_over_two_devices_gives_the_same_results" in selected:
+        request.getfixturevalue("compile_cache")  # the environment the in-process runs see
+        jobs["sharded"] = (sharded_run, table, tmp_path_factory.mktemp("sharded"))
+    if "test_persistent_cache_hits_in_a_second_process" in selected:
+        jobs["cache"] = (two_cli_runs_sharing_a_cache, tmp_path_factory.mktemp("cache"))
+    started: list[subprocess.Popen] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        futures = {name: pool.submit(*job, started) for name, job in jobs.items()}
+        yield futures
+        for future in futures.values():
+            future.cancel()
+        for proc in started:  # left running by a test that failed before waiting for it
+            if proc.poll() is None:
+                proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +172,9 @@ def test_a_retried_bucket_returns_the_rows_its_first_attempt_wrote(batch_run, ta
 
 
 # SVI settings that never declare convergence (no tolerance, no noise allowance): they push
-# every account down the fallback ladder.
-NEVER = SVIOptions(max_steps=1000, decay_steps=500, average_steps=200, rtol=0.0, noise_z=0.0)
+# every account down the fallback ladder. Only the stopping rule differs from the batch's own
+# settings, so the rungs run the programs the batch run compiled for this bucket shape.
+NEVER = replace(OPTIONS.svi, max_steps=1000, rtol=0.0, noise_z=0.0)
 
 
 def ladder_accounts(table):
@@ -143,12 +187,11 @@ def ladder_accounts(table):
 
 @pytest.mark.parametrize("rung", ["fullrank", "nuts"])
 def test_fallback_ladder_gives_every_account_a_result(batch_run, table, rung):
-    """Mean-field SVI "fails" (never converges): the full-rank rung fits the accounts; when it
-    fails too, NUTS does. Both agree with the converged mean-field run of the same accounts."""
+    """Mean-field SVI "fails" (never converges): the full-rank rung (the batch's default one)
+    fits the accounts; when it fails too, NUTS does. Both agree with the converged mean-field
+    run of the same accounts."""
     _, reference = batch_run
-    fullrank = (
-        SVIOptions(guide="fullrank") if rung == "fullrank" else replace(NEVER, guide="fullrank")
-    )
+    fullrank = replace(OPTIONS.svi if rung == "fullrank" else NEVER, guide="fullrank")
     options = replace(OPTIONS, svi=NEVER, more_steps=0, fullrank_svi=fullrank)
     accounts = ladder_accounts(table[table["account"].isin(["acct-04", "acct-05", "acct-06"])])
     spec = make_specs(accounts, "multilevel", MultilevelPriors(), options, None)[0]
@@ -279,9 +322,10 @@ def test_adversarial_batch_finishes_with_a_status_for_every_account(tmp_path, co
     assert status.loc["huge", "num_adsets"] == 30
 
 
-def test_persistent_cache_hits_in_a_second_process(tmp_path):
-    """Two CLI runs on a folder of per-account files, each in a fresh process with an empty
-    output directory: the second loads every program from the persistent cache."""
+def two_cli_runs_sharing_a_cache(tmp_path: Path, started: list) -> list:
+    """The CLI, twice, on a folder of per-account files, each in a fresh process with an empty
+    output directory and one persistent cache; returns (completed process, run.json or None)
+    per run."""
     folder = tmp_path / "accounts"
     folder.mkdir()
     for account, rows in accounts_table(2, first_seed=700).groupby("account"):
@@ -289,14 +333,24 @@ def test_persistent_cache_hits_in_a_second_process(tmp_path):
     cache = tmp_path / "cache"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env.update(JAX_PLATFORMS="cpu", PYTHONHASHSEED="0")
-    reports = []
+    runs = []
     for run in ("first", "second"):
         out = tmp_path / run
         cmd = [sys.executable, "-m", "jaxrev.cli", "batch", str(folder), "--out", str(out),
                "--cache-dir", str(cache), "--quiet", "--no-nuts"]  # fmt: skip
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+        done = run_process(cmd, env, started)
+        report = out / "run.json"
+        runs.append((done, json.loads(report.read_text()) if report.exists() else None))
+    return runs
+
+
+def test_persistent_cache_hits_in_a_second_process(subprocess_runs):
+    """Two CLI runs on a folder of per-account files, each in a fresh process with an empty
+    output directory: the second loads every program from the persistent cache."""
+    reports = []
+    for done, report in subprocess_runs["cache"].result():
         assert done.returncode == 0, done.stderr
-        reports.append(json.loads((out / "run.json").read_text()))
+        reports.append(report)
     first, second = (r["compilations"] for r in reports)
     assert first["cache_misses"] > 0
     assert second["cache_hits"] >= first["cache_misses"] and second["cache_misses"] == 0
@@ -313,22 +367,26 @@ result = fit_accounts(pd.read_parquet(sys.argv[1]), options=BatchOptions(max_bat
                       progress=False)
 result.summary.to_parquet(sys.argv[2])
 """
+SHARDED_ACCOUNTS = ["acct-00", "acct-01", "acct-02"]
 
 
-def test_accounts_axis_sharded_over_two_devices_gives_the_same_results(batch_run, table, tmp_path):
-    _, reference = batch_run
-    subset = table[table["account"].isin(["acct-00", "acct-01", "acct-02"])]
-    subset.to_parquet(tmp_path / "in.parquet")
+def sharded_run(table, tmp_path: Path, started: list) -> tuple[subprocess.CompletedProcess, Path]:
+    """``SHARD_SCRIPT`` on three accounts in a process with two (host) devices; returns the
+    completed process and where it wrote its summary."""
+    table[table["account"].isin(SHARDED_ACCOUNTS)].to_parquet(tmp_path / "in.parquet")
     script = tmp_path / "shard.py"
     script.write_text(SHARD_SCRIPT)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet")],
-        env=env, capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
+    cmd = [sys.executable, str(script), str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet")]
+    return run_process(cmd, env, started), tmp_path / "out.parquet"
+
+
+def test_accounts_axis_sharded_over_two_devices_gives_the_same_results(batch_run, subprocess_runs):
+    _, reference = batch_run
+    done, summary = subprocess_runs["sharded"].result()
     assert done.returncode == 0, done.stderr
-    sharded = pd.read_parquet(tmp_path / "out.parquet")
-    expected = reference.summary[reference.summary["account"].isin(subset["account"])]
+    sharded = pd.read_parquet(summary)
+    expected = reference.summary[reference.summary["account"].isin(SHARDED_ACCOUNTS)]
     np.testing.assert_allclose(sharded["mean"], expected["mean"], rtol=1e-5)
 
 
