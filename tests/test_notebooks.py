@@ -5,6 +5,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from selected_tests import selected_in_module
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -51,11 +52,7 @@ def executed(request, tmp_path_factory, compile_cache) -> dict[str, Future]:
     compiled again, by another."""
     pytest.importorskip("nbformat")
     pytest.importorskip("nbclient")
-    selected = {
-        getattr(item, "originalname", item.name)
-        for item in request.session.items
-        if item.module is request.module
-    }
+    selected = selected_in_module(request)
     names = [nb for test, nb in NOTEBOOK_OF_TEST.items() if test in selected]
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # inline figures
     env.update(JAXMODELS_NOTEBOOK_SMALL="1", JAX_PLATFORMS="cpu")

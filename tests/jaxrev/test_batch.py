@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from selected_tests import selected_in_module
 
 from jaxrev.batch import BatchOptions, fit_accounts, fit_bucket, load_accounts, make_specs
 from jaxrev.compile_cache import CompileCounter
@@ -69,11 +70,7 @@ def subprocess_runs(request, table, tmp_path_factory) -> dict[str, Future]:
     after another in a thread as the module starts; maps ``"sharded"`` and ``"cache"`` to their
     futures. A subprocess is mostly XLA compiling, on one core: it runs while this process fits
     the in-process tests on the other core, and each of the two tests waits for its own."""
-    selected = {
-        getattr(item, "originalname", item.name)
-        for item in request.session.items
-        if item.module is request.module
-    }
+    selected = selected_in_module(request)
     jobs = {}
     if "test_accounts_axis_sharded_over_two_devices_gives_the_same_results" in selected:
         request.getfixturevalue("compile_cache")  # the environment the in-process runs see

@@ -149,6 +149,9 @@ def test_predictive_is_the_draws_average_and_agrees_with_laplace(small, full):
 
 def test_rejects_a_batch_and_bad_settings(small):
     _, _, fit = small
+    batch = fit._replace(params=jax.tree.map(lambda a: a[None], fit.params))  # a (1, ...) batch
+    with pytest.raises(ValueError, match="single fit"):
+        sample_full_posterior(jax.random.key(0), batch)
     with pytest.raises(ValueError, match="positive"):
         sample_full_posterior(jax.random.key(0), fit, num_samples=0)
     with pytest.raises(ValueError, match="transition_scale"):
