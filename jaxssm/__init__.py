@@ -5,6 +5,7 @@ $\log \lambda_i = o_i + \mu + \Lambda f_i$,
 $f_i = \Phi f_{i-1} + \varepsilon$, $\varepsilon \sim N(0, Q)$, $f_1 \sim N(a_1, P_1)$.
 """
 
+from jaxssm.drift import DriftTest, drift_test
 from jaxssm.em import EMSettings
 from jaxssm.fit import LaplaceEMResult, fit_laplace_em, initial_params, posterior
 from jaxssm.forecast import (
@@ -26,6 +27,7 @@ from jaxssm.simulate import random_params, simulate_panel
 
 __all__ = [
     "DataError",
+    "DriftTest",
     "EMSettings",
     "FactorSelection",
     "Forecast",
@@ -36,6 +38,7 @@ __all__ = [
     "Panel",
     "Params",
     "Priors",
+    "drift_test",
     "expected_rates",
     "fit_laplace_em",
     "forecast",

@@ -1,36 +1,36 @@
-r"""Laplace-EM for the Poisson dynamic factor model: :func:`fit_laplace_em`.
+r"""Laplace-EM for the dynamic factor model of counts: one iteration, SQUAREM, the loops.
 
 One EM iteration at $\theta_t$:
 
 * **E-step** (:mod:`jaxssm.laplace`): Newton for $\hat f_{1:N}$, warm-started from the previous
   mode, then $\hat V_{ii}$, $\hat V_{i,i-1}$ and the Laplace objective
-  $\mathcal J(\theta_t) = \log \hat p(X \mid \theta_t) + \log p(\mu, \Lambda)$ (MAP-EM).
-* **M-step, emission** — per location $\ell$ (vmapped), Newton on the concave expected log
-  likelihood plus the log prior, in $(\mu_\ell, \Lambda_\ell)$ jointly:
-
-  $$\sum_i M_{i\ell}\Big[X_i(\ell)\big(o_{i\ell} + \mu_\ell + \Lambda_\ell^\top \hat f_i\big)
-    - \exp\big(o_{i\ell} + \mu_\ell + \Lambda_\ell^\top \hat f_i
-    + \tfrac12 \Lambda_\ell^\top \hat V_{ii} \Lambda_\ell\big)\Big]
-    - \frac{(\mu_\ell - \bar\mu)^2}{2 s_\mu^2} - \frac{\lVert\Lambda_\ell\rVert^2}{2 s_\Lambda^2}.$$
-
-  (The seed's version drops $\mu$ from the first term and writes $\Lambda$ for $\Lambda_\ell$ in the
-  $\mu$-gradient; the gradient in $\Lambda_\ell$ is
-  $\sum_i M_{i\ell}[X_i(\ell)\hat f_i - \hat\lambda_{i\ell}(\hat f_i + \hat V_{ii}\Lambda_\ell)]$.)
-* **M-step, transition** — closed form with $Q = I$ fixed:
-  $\Phi = \big(\sum_{i\ge2} \hat f_i \hat f_{i-1}^\top + \hat V_{i,i-1}\big)
-  \big(\sum_{i\ge2} \hat f_{i-1}\hat f_{i-1}^\top + \hat V_{i-1,i-1}\big)^{-1}$;
-  $a_1 = \hat f_1$, $P_1 = \hat V_{11}$ (floored) when ``update_initial``.
+  $\mathcal J(\theta_t) = \log \hat p(X \mid \theta_t) + \log p(\mu, \Lambda, \ldots)$ (MAP-EM;
+  :func:`jaxssm.mstep.log_prior`).
+* **M-step** (:mod:`jaxssm.mstep`): per location $(\mu_\ell, \Lambda_\ell)$ by damped Newton on the
+  expected log likelihood plus the log prior; the negative binomial's $\psi_\ell$; the learned
+  loading scales; $\Phi$ in closed form with $Q = I$; then the normalisation that removes the
+  rotations the objective does not see.
 
 **Identifiability.** For any invertible $T$, $(\Lambda T^{-1}, T\Phi T^{-1}, TQT^\top, T f)$
-gives the same likelihood. $Q = I$ pins the scale (every model has an equivalent one with
-$Q = I$); the remaining rotations are removed after each M-step by rotating to orthogonal
-loading columns of decreasing norm ($\Lambda = U S W^\top \to U S$), each with a positive sum of
-cubes. This is a pure reparametrisation (the isotropic prior on $\Lambda_\ell$ is rotation
-invariant), so the objective is unchanged and fits are reproducible and comparable.
+gives the same likelihood. $Q = I$ pins the scale; with an isotropic (fixed) loading prior the
+remaining rotations are removed by rotating to orthogonal loading columns of decreasing norm,
+and with learned per-factor scales (which the rotations do change) by ordering the factors by
+scale and fixing signs: a pure reparametrisation, so fits are reproducible and comparable.
 
-**Priors (MAP-EM, on by default).** $\mu_\ell \sim N(\bar\mu, s_\mu^2)$ around the pooled log-rate
-and $\Lambda_{\ell k} \sim N(0, s_\Lambda^2)$: an all-zero location keeps a finite $\mu_\ell$ and
-loadings cannot blow up when $m \gg N$. See :class:`jaxssm.params.Priors`.
+**What is integrated and what is a point estimate.** $f_{1:N}$ is integrated (Laplace). The
+emission parameters $(\mu_\ell, \Lambda_\ell)$, $\psi_\ell$, $\Phi$ are MAP point estimates; the
+loadings' Laplace covariance given $\hat f$ enters the scale updates (the evidence
+approximation) and, on request, the predictive distributions
+(:meth:`~jaxssm.fit.LaplaceEMResult.parameter_covariance`); the local scales $t_\ell$ are
+integrated by EM; the scales $s_k$ and $\bar\psi$ are empirical-Bayes point estimates.
+
+**Acceleration.** ``EMSettings(accelerate="squarem")`` runs SQUAREM (Varadhan & Roland 2008,
+scheme S3): two EM maps $\theta_1 = F(\theta_0)$, $\theta_2 = F(\theta_1)$, the extrapolation
+$\theta' = \theta_0 - 2\alpha r + \alpha^2 v$ with $r = \theta_1 - \theta_0$,
+$v = \theta_2 - 2\theta_1 + \theta_0$, $\alpha = -\lVert r\rVert / \lVert v\rVert$ clipped to
+$[-\alpha_{\max}, -1]$, and a stabilising map $F(\theta')$; when the objective at $\theta'$ falls
+below that at $\theta_1$ the cycle falls back to $\theta_2$ (plain EM) and $\alpha_{\max}$ shrinks,
+when the step hits $\alpha_{\max}$ and succeeds it grows fourfold.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxssm import block_tridiag as bt
-from jaxssm import small_linalg
 from jaxssm.laplace import (
     CONVERGED,
     NON_FINITE,
@@ -50,8 +49,37 @@ from jaxssm.laplace import (
     dense_laplace_posterior,
     laplace_posterior,
 )
-from jaxssm.model import ETA_MAX, poisson_emission
+from jaxssm.model import emission_constant, emission_kernel
+from jaxssm.mstep import (
+    emission_newton_terms,
+    emission_parameter_covariance,
+    expected_emission_objective,
+    log_prior,
+    normalize,
+    normalize_rotation,
+    refresh_loading_precision,
+    spd_inverse,
+    spectral_radius,
+    update_dispersion,
+    update_emission,
+    update_loading_prior,
+    update_transition,
+)
 from jaxssm.params import MStepPrior, Panel, Params
+
+__all__ = [
+    "EMSettings",
+    "emission_newton_terms",
+    "emission_parameter_covariance",
+    "expected_emission_objective",
+    "log_prior",
+    "normalize_rotation",
+    "spectral_radius",
+    "update_emission",
+    "update_transition",
+]
+
+ACCELERATIONS = ("none", "squarem")
 
 
 class EMSettings(NamedTuple):
@@ -66,225 +94,9 @@ class EMSettings(NamedTuple):
     transition_bound: str = "norm"  # "norm" (largest singular value) or "radius" (spectral)
     dense_reference: bool = False  # E-step with a dense (Nq)x(Nq) Hessian: benchmarks only
     linear_solver: str = "sequential"  # "sequential" (scans) or "parallel" (cyclic reduction)
-
-
-# ---------------------------------------------------------------------------------------------
-# M-step
-
-
-def expected_emission_objective(
-    mu: jax.Array,
-    Lambda: jax.Array,
-    panel: Panel,
-    mean: jax.Array,
-    V_diag: jax.Array,
-    prior: MStepPrior,
-) -> jax.Array:
-    r"""The emission M-step objective of every location at once, (m,):
-    $\sum_i M_{i\ell}[X_i(\ell)\,\eta_{i\ell} - \exp(\eta_{i\ell} + \tfrac12
-    \Lambda_\ell^\top \hat V_{ii} \Lambda_\ell)] + \log p(\mu_\ell, \Lambda_\ell)$ with
-    $\eta_{i\ell} = o_{i\ell} + \mu_\ell + \Lambda_\ell^\top \hat f_i$."""
-    eta = panel.offset + mu + mean @ Lambda.T  # (N, m)
-    var = jnp.einsum("lk,nkj,lj->nl", Lambda, V_diag, Lambda)
-    rate = jnp.exp(jnp.minimum(eta + 0.5 * var, ETA_MAX))
-    loglik = jnp.sum(jnp.where(panel.mask, panel.counts * eta - rate, 0.0), axis=0)
-    log_prior = -0.5 * prior.mu_precision * (mu - prior.mu_mean) ** 2
-    return loglik + log_prior - 0.5 * prior.loading_precision * jnp.sum(Lambda**2, axis=1)
-
-
-def emission_newton_terms(
-    mu: jax.Array, Lambda: jax.Array, panel: Panel, posterior: LaplacePosterior, prior: MStepPrior
-) -> tuple[jax.Array, jax.Array]:
-    """Gradient (m, q+1) and negative Hessian (m, q+1, q+1) of every location's M-step objective
-    in $\theta_\\ell = (\\mu_\\ell, \\Lambda_\\ell)$ (formulas in :func:`update_emission`)."""
-    f, V = posterior.mean, posterior.V_diag
-    x = jnp.where(panel.mask, panel.counts, 0.0)
-    q = Lambda.shape[-1]
-    dtype = mu.dtype
-    eye = jnp.eye(q + 1, dtype=dtype)
-    corner = jnp.zeros((q + 1, q + 1), dtype).at[0, 0].set(prior.mu_precision)
-    ridge = prior.loading_precision * (eye - jnp.zeros_like(eye).at[0, 0].set(1.0))
-    VL = jnp.einsum("nkj,lj->lnk", V, Lambda)  # (m, N, q): V_ii Lambda_l
-    g = f[None] + VL  # (m, N, q)
-    a = panel.offset.T + mu[:, None] + Lambda @ f.T + 0.5 * jnp.einsum("lnk,lk->ln", VL, Lambda)
-    r = jnp.where(panel.mask.T, jnp.exp(jnp.minimum(a, ETA_MAX)), 0.0)  # (m, N)
-    grad_mu = jnp.sum(x, axis=0) - r.sum(1) - prior.mu_precision * (mu - prior.mu_mean)
-    grad_L = x.T @ f - jnp.einsum("ln,lnk->lk", r, g) - prior.loading_precision * Lambda
-    h_mm = r.sum(1)
-    h_ml = jnp.einsum("ln,lnk->lk", r, g)
-    h_ll = jnp.einsum("ln,lnk,lnj->lkj", r, g, g) + jnp.einsum("ln,nkj->lkj", r, V)
-    top = jnp.concatenate([h_mm[:, None, None], h_ml[:, None, :]], axis=2)
-    bottom = jnp.concatenate([h_ml[:, :, None], h_ll], axis=2)
-    neg_hess = jnp.concatenate([top, bottom], axis=1) + corner + ridge
-    scale = jnp.max(jnp.abs(jnp.diagonal(neg_hess, axis1=1, axis2=2)), axis=1)
-    neg_hess = neg_hess + 1e-10 * (1.0 + scale)[:, None, None] * eye
-    grad = jnp.concatenate([grad_mu[:, None], grad_L], axis=1)
-    return grad, neg_hess
-
-
-def emission_parameter_covariance(
-    params: Params, posterior: LaplacePosterior, panel: Panel, prior: MStepPrior
-) -> jax.Array:
-    r"""Approximate posterior covariance of each location's $(\mu_\ell, \Lambda_\ell)$, (m, q+1,
-    q+1): the inverse negative Hessian of its M-step objective at the fit (a Laplace
-    approximation over the emission parameters given the latent posterior). Adding it to the
-    predictive variance of $\eta_{i\ell}$ accounts for how well each location's rate is known —
-    little, for rare locations."""
-    _, neg_hess = emission_newton_terms(params.mu, params.Lambda, panel, posterior, prior)
-    eye = jnp.broadcast_to(jnp.eye(neg_hess.shape[-1], dtype=neg_hess.dtype), neg_hess.shape)
-    return small_linalg.spd_solve(neg_hess, eye)
-
-
-def update_emission(
-    panel: Panel, posterior: LaplacePosterior, params: Params, prior: MStepPrior, steps: int
-) -> tuple[jax.Array, jax.Array]:
-    r"""New $(\mu, \Lambda)$: ``steps`` damped Newton steps on each location's concave objective,
-    all locations at once, warm-started at the current values.
-
-    With $a_{i\ell} = \eta_{i\ell} + \tfrac12\Lambda_\ell^\top\hat V_{ii}\Lambda_\ell$,
-    $r_{i\ell} = M_{i\ell} e^{a_{i\ell}}$ and $g_{i\ell} = \hat f_i + \hat V_{ii}\Lambda_\ell$
-    (the gradient of $a$ in $\Lambda_\ell$), the gradient is
-    $(\sum_i M x - r - p_\mu(\mu_\ell - \bar\mu),\
-    \sum_i M x \hat f_i - r g - p_\Lambda\Lambda_\ell)$
-    and the negative Hessian
-    $\begin{pmatrix}\sum r & \sum r g^\top \\ \sum r g & \sum r(g g^\top + \hat V_{ii})
-    + p_\Lambda I\end{pmatrix}$ (plus $p_\mu$ in the corner) — positive definite, so each step
-    is an ascent direction; a location whose full step does not increase its objective halves
-    it (up to 10 times, else keeps its values): a generalised M-step, the objective never
-    decreases.
-    """
-    f, V = posterior.mean, posterior.V_diag
-    tiny = 1e-12 if params.mu.dtype == jnp.float64 else 1e-6
-
-    def objective(mu, Lambda):
-        return expected_emission_objective(mu, Lambda, panel, f, V, prior)
-
-    def newton(_, carry):
-        mu, Lambda, value = carry
-        grad, neg_hess = emission_newton_terms(mu, Lambda, panel, posterior, prior)
-        step = small_linalg.spd_solve(neg_hess, grad)  # (m, q+1)
-
-        def value_at(alpha):
-            return objective(mu + alpha * step[:, 0], Lambda + alpha[:, None] * step[:, 1:])
-
-        def halve(args):  # only locations whose step did not increase their objective
-            alpha, _, k = args
-            alpha = jnp.where(ok_at(args), alpha, 0.5 * alpha)
-            return alpha, value_at(alpha), k + 1
-
-        # at the optimum the gain of a step is below rounding: take it without the test
-        negligible = jnp.sum(grad * step, axis=1) <= tiny * (1.0 + jnp.abs(value))
-
-        def ok_at(args):
-            _, trial, _ = args
-            return jnp.isfinite(trial) & ((trial >= value) | negligible)
-
-        alpha0 = jnp.ones_like(mu)
-        alpha, trial, _ = jax.lax.while_loop(
-            lambda args: ~jnp.all(ok_at(args)) & (args[2] < 10), halve,
-            (alpha0, value_at(alpha0), 0),
-        )  # fmt: skip
-        alpha = jnp.where(ok_at((alpha, trial, 0)), alpha, 0.0)
-        new_value = jnp.where(alpha > 0, trial, value)
-        return mu + alpha * step[:, 0], Lambda + alpha[:, None] * step[:, 1:], new_value
-
-    start = (params.mu, params.Lambda, objective(params.mu, params.Lambda))
-    mu, Lambda, _ = jax.lax.fori_loop(0, steps, newton, start)
-    return mu, Lambda
-
-
-def spectral_radius(A: jax.Array, squarings: int = 12) -> jax.Array:
-    r"""$\rho(A) = \lim_k \lVert A^k\rVert^{1/k}$ by repeated squaring with rescaling
-    ($k = 2^{12}$): no eigendecomposition, so it runs on every backend (``jnp.linalg.eig`` is
-    CPU-only) and stays finite in float32."""
-    tiny = jnp.finfo(A.dtype).tiny
-    log_scale = jnp.zeros((), A.dtype)
-    M = A
-    for _ in range(squarings):
-        norm = jnp.maximum(jnp.linalg.norm(M), tiny)
-        M = M / norm
-        log_scale = 2.0 * (log_scale + jnp.log(norm))
-        M = M @ M
-    log_norm = log_scale + jnp.log(jnp.maximum(jnp.linalg.norm(M), tiny))
-    return jnp.exp(log_norm / 2.0**squarings)
-
-
-def _bound_measure(Phi: jax.Array, bound: str) -> jax.Array:
-    if bound == "norm":
-        return jnp.linalg.norm(Phi, ord=2)  # largest singular value
-    return spectral_radius(Phi)
-
-
-def update_transition(
-    posterior: LaplacePosterior, params: Params, max_norm: float = 1.0, bound: str = "norm"
-) -> jax.Array:
-    r"""$\Phi$ with $Q$ fixed: the regression of $f_i$ on $f_{i-1}$,
-    $\Phi^* = S_{10} S_{00}^{-1}$, kept from letting the factors blow up.
-
-    If $\lVert\Phi^*\rVert_2$ (``bound="norm"``, the default) or its spectral radius
-    (``"radius"``) exceeds ``max_norm``, the step goes from the current $\Phi$ toward $\Phi^*$ only
-    as far as the bound allows (bisection on the segment). The M-step objective is a concave
-    quadratic in $\Phi$, so this still increases it (a generalised EM step). Without a bound,
-    sparse panels find a degenerate optimum: a runaway factor with small loadings drives the
-    log-rates of all-zero locations toward $-\infty$. The spectral radius is not enough: a
-    non-normal $\Phi$ with radius 0.65 and entries of 13 was measured to amplify $f$ to 265 within a
-    few windows (log-rates of -250 on a sparse panel); the norm bound keeps $\lVert f_i\rVert$ from
-    growing faster than the innovations allow.
-    """
-    f, V, V_sub = posterior.mean, posterior.V_diag, posterior.V_sub
-    S10 = jnp.einsum("ni,nj->ij", f[1:], f[:-1]) + jnp.sum(V_sub[1:], axis=0)
-    S00 = jnp.einsum("ni,nj->ij", f[:-1], f[:-1]) + jnp.sum(V[:-1], axis=0)
-    q = f.shape[-1]
-    ridge = 1e-8 * (1.0 + jnp.trace(S00)) * jnp.eye(q, dtype=f.dtype)
-    target = jnp.linalg.solve(S00 + ridge, S10.T).T
-    current = params.Phi
-    # start inside the bound (start values or a changed bound may lie outside it)
-    current = current * jnp.minimum(1.0, max_norm / jnp.maximum(_bound_measure(current, bound),
-                                                                 1e-30))  # fmt: skip
-
-    def radius_at(t):
-        return _bound_measure(current + t * (target - current), bound)
-
-    def bisect(_, bounds):
-        lo, hi = bounds
-        mid = 0.5 * (lo + hi)
-        ok = radius_at(mid) <= max_norm
-        return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid)
-
-    one = jnp.ones((), f.dtype)
-    lo, _ = jax.lax.fori_loop(0, 40, bisect, (0.0 * one, one))
-    t = jnp.where(radius_at(one) <= max_norm, one, lo)
-    return current + t * (target - current)
-
-
-def normalize_rotation(params: Params, f: jax.Array) -> tuple[Params, jax.Array]:
-    r"""Rotate to orthogonal loading columns of decreasing norm, signs fixed by the sum of cubes.
-
-    $R = \mathrm{diag}(s) W^\top$ from $\Lambda = U S W^\top$: $\Lambda \to \Lambda R^\top$,
-    $\Phi \to R \Phi R^\top$, $Q \to R Q R^\top$, $a_1 \to R a_1$, $P_1 \to R P_1 R^\top$,
-    $f_i \to R f_i$.
-    """
-    _, _, Wt = jnp.linalg.svd(params.Lambda, full_matrices=False)
-    rotated = params.Lambda @ Wt.T
-    signs = jnp.where(jnp.sum(rotated**3, axis=0) < 0, -1.0, 1.0).astype(rotated.dtype)
-    R = signs[:, None] * Wt
-    new = Params(
-        mu=params.mu,
-        Lambda=params.Lambda @ R.T,
-        Phi=R @ params.Phi @ R.T,
-        Q=R @ params.Q @ R.T,
-        a1=R @ params.a1,
-        P1=R @ params.P1 @ R.T,
-    )
-    return new, f @ R.T
-
-
-def log_prior(params: Params, prior: MStepPrior) -> jax.Array:
-    """$\\log p(\\mu, \\Lambda)$ up to a constant."""
-    return -0.5 * (
-        prior.mu_precision * jnp.sum((params.mu - prior.mu_mean) ** 2)
-        + prior.loading_precision * jnp.sum(params.Lambda**2)
-    )
+    dispersion_newton_steps: int = 2  # safeguarded Newton steps on psi per M-step (negbin)
+    accelerate: str = "squarem"  # "squarem" or "none" (plain EM)
+    max_step_length: float = 4.0  # SQUAREM's starting alpha_max
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,11 +109,10 @@ def static_posterior(panel: Panel, params: Params) -> LaplacePosterior:
     dtype = panel.counts.dtype
     empty = jnp.zeros((N, 0, 0), dtype)
     f = jnp.zeros((N, 0), dtype)
-    value = jnp.sum(
-        jax.vmap(poisson_emission, in_axes=(0, 0, 0, 0, None))(
-            f, panel.counts, panel.mask, panel.offset, params
-        )
+    kernel = jax.vmap(emission_kernel, in_axes=(0, 0, 0, 0, None))(
+        f, panel.counts, panel.mask, panel.offset, params
     )
+    value = jnp.sum(kernel) + emission_constant(panel, params)
     return _unfactored_posterior(f, empty, empty, value)
 
 
@@ -354,15 +165,40 @@ def e_step(panel: Panel, params: Params, f_init: jax.Array, settings: EMSettings
     )
 
 
+class EMStep(NamedTuple):
+    """One EM map $\\theta_{t+1} = F(\\theta_t)$: ``params`` and ``prior`` (its learned parts)
+    at $t + 1$, ``f`` the warm start of the next E-step, and the E-step's ``posterior`` and the
+    MAP-EM ``objective``, both at $\\theta_t$."""
+
+    params: Params
+    f: jax.Array
+    posterior: LaplacePosterior
+    objective: jax.Array
+    prior: MStepPrior
+
+
 def em_iteration(
     panel: Panel, params: Params, f_init: jax.Array, prior: MStepPrior, settings: EMSettings
-) -> tuple[Params, jax.Array, LaplacePosterior, jax.Array]:
-    """One Laplace-EM iteration (pure). Returns ``(new params, warm start for the next E-step,
-    the posterior at the old params, the MAP-EM objective at the old params)``."""
+) -> EMStep:
+    """One Laplace-EM iteration (pure): E-step at ``params``, the objective there, then every
+    M-step update."""
     posterior = e_step(panel, params, f_init, settings)
-    objective = posterior.objective + log_prior(params, prior)
-    mu, Lambda = update_emission(panel, posterior, params, prior, settings.mstep_newton_steps)
+    prior = refresh_loading_precision(prior, posterior)
+    start_terms = emission_newton_terms(
+        params.mu, params.Lambda, panel, posterior, prior, params.log_dispersion
+    )
+    objective = posterior.objective + log_prior(params, prior, start_terms[1])
+    mu, Lambda = update_emission(
+        panel, posterior, params, prior, settings.mstep_newton_steps, start_terms=start_terms
+    )
     new = params._replace(mu=mu, Lambda=Lambda)
+    if params.log_dispersion is not None:
+        psi, psi_mean = update_dispersion(
+            panel, posterior, new, prior, settings.dispersion_newton_steps
+        )
+        new = new._replace(log_dispersion=psi)
+        prior = prior._replace(dispersion_mean=psi_mean)
+    prior = update_loading_prior(Lambda, spd_inverse(start_terms[1]), prior)
     f_next = posterior.mean
     if params.num_factors > 0:
         new = new._replace(
@@ -375,16 +211,175 @@ def em_iteration(
             floor = 1e-3 * jnp.eye(q, dtype=mu.dtype)
             new = new._replace(a1=posterior.mean[0], P1=posterior.V_diag[0] + floor)
         if settings.normalize:
-            new, f_next = normalize_rotation(new, f_next)
-    return new, f_next, posterior, objective
+            new, f_next, prior = normalize(new, f_next, prior)
+    return EMStep(new, f_next, posterior, objective, prior)
 
 
 em_step = jax.jit(em_iteration, static_argnames="settings")
 """One jitted EM iteration; compiled once per (shapes, dtype, settings)."""
 
 
+# ---------------------------------------------------------------------------------------------
+# SQUAREM
+
+
+def _safe_log(a: jax.Array) -> jax.Array:
+    return jnp.log(jnp.maximum(a, jnp.finfo(a.dtype).tiny))
+
+
+def _unconstrained(params: Params, prior: MStepPrior) -> dict:
+    """The coordinates SQUAREM extrapolates (positive ones on the log scale)."""
+    return {
+        "mu": params.mu,
+        "Lambda": params.Lambda,
+        "Phi": params.Phi,
+        "a1": params.a1,
+        "log_dispersion": params.log_dispersion,
+        "log_loading_variance": _safe_log(prior.loading_variance),
+        "log_location_weight": _safe_log(prior.location_weight),
+        "log_loading_precision": _safe_log(prior.loading_precision),
+        "dispersion_mean": prior.dispersion_mean,
+    }
+
+
+def _constrained(x: dict, params: Params, prior: MStepPrior, settings: EMSettings):
+    from jaxssm.emissions import LOG_DISPERSION_MAX, LOG_DISPERSION_MIN
+    from jaxssm.mstep import _bound_measure
+
+    Phi = x["Phi"]
+    if Phi.shape[-1]:
+        size = _bound_measure(Phi, settings.transition_bound)
+        Phi = Phi * jnp.minimum(1.0, settings.max_transition_norm / jnp.maximum(size, 1e-30))
+    psi = x["log_dispersion"]
+    if psi is not None:
+        psi = jnp.clip(psi, LOG_DISPERSION_MIN, LOG_DISPERSION_MAX)
+    new_params = params._replace(mu=x["mu"], Lambda=x["Lambda"], Phi=Phi, a1=x["a1"],
+                                 log_dispersion=psi)  # fmt: skip
+    s2 = jnp.exp(x["log_loading_variance"])
+    w = jnp.exp(x["log_location_weight"])
+    precision = jnp.where(
+        prior.learn_scales, w[:, None] / s2[None, :], jnp.exp(x["log_loading_precision"])
+    )
+    new_prior = prior._replace(
+        loading_variance=s2,
+        location_weight=w,
+        loading_precision=precision,
+        dispersion_mean=x["dispersion_mean"],
+    )
+    return new_params, new_prior
+
+
+def _norm(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(a**2) for a in jax.tree.leaves(tree)))
+
+
+class Cycle(NamedTuple):
+    """One SQUAREM cycle (three EM maps): the next point ``params``, ``prior``, ``f``; the best
+    point evaluated in the cycle (``best_params``, ``best_prior``, ``best_f``, its E-step
+    ``best_posterior``, ``best_objective``); ``objective`` the last objective evaluated; the
+    E-steps' Newton
+    ``newton_steps`` (sum) and ``newton_status`` (worst); ``step_max`` for the next cycle;
+    ``accepted`` whether the extrapolation was kept; ``alpha`` the step length used."""
+
+    params: Params
+    prior: MStepPrior
+    f: jax.Array
+    best_params: Params
+    best_prior: MStepPrior
+    best_f: jax.Array
+    best_posterior: LaplacePosterior
+    best_objective: jax.Array
+    objective: jax.Array
+    newton_steps: jax.Array
+    newton_status: jax.Array
+    step_max: jax.Array
+    accepted: jax.Array
+    alpha: jax.Array
+
+
+def _finite_objective(step: EMStep) -> jax.Array:
+    return jnp.where(step.posterior.status == NON_FINITE, jnp.nan, step.objective)
+
+
+def _extrapolate(theta0, theta1, theta2, settings: EMSettings, step_max):
+    """SQUAREM's point $\theta' = \theta_0 - 2\alpha r + \alpha^2 v$ and $\alpha$."""
+    x0, x1, x2 = (_unconstrained(*t) for t in (theta0, theta1, theta2))
+    r = jax.tree.map(lambda a, b: b - a, x0, x1)
+    v = jax.tree.map(lambda a, b, c: c - 2.0 * b + a, x0, x1, x2)
+    r_norm, v_norm = _norm(r), _norm(v)
+    alpha = jnp.where(v_norm > 0, -r_norm / jnp.where(v_norm > 0, v_norm, 1.0), -1.0)
+    alpha = jnp.clip(alpha, -step_max, -1.0)
+    x = jax.tree.map(lambda a, b, c: a - 2.0 * alpha * b + alpha**2 * c, x0, r, v)
+    params, prior = _constrained(x, *theta2, settings)
+    return params, prior, alpha
+
+
+def squarem_cycle(
+    panel: Panel,
+    params: Params,
+    f: jax.Array,
+    prior: MStepPrior,
+    settings: EMSettings,
+    step_max: jax.Array,
+) -> Cycle:
+    """One SQUAREM cycle from ``(params, prior)`` (pure; see the module docstring). The three EM
+    maps run as one ``lax.scan`` over a single traced EM iteration (compiled once)."""
+    where = lambda c, a, b: jax.tree.map(lambda u, w: jnp.where(c, u, w), a, b)  # noqa: E731
+
+    def body(carry, k):
+        theta_in, f_in, theta0, theta1 = carry
+        extrapolated = _extrapolate(theta0, theta1, theta_in, settings, step_max)
+        theta_eval = where(k == 2, extrapolated[:2], theta_in)
+        s = em_iteration(panel, *theta_eval[:1], f_in, theta_eval[1], settings)
+        theta0 = where(k == 0, theta_in, theta0)
+        theta1 = where(k == 1, theta_in, theta1)
+        out = (_finite_objective(s), s.posterior, theta_eval, (s.params, s.prior), s.f)
+        return ((s.params, s.prior), s.f, theta0, theta1), (out, extrapolated[2])
+
+    theta = (params, prior)
+    _, (outs, alphas) = jax.lax.scan(body, (theta, f, theta, theta), jnp.arange(3))
+    objectives, posteriors, evaluated, mapped, fs = outs
+    j1, jx = objectives[1], objectives[2]
+    accepted = jnp.isfinite(jx) & ~(jx < j1)  # NaN-safe: a failed objective is rejected
+    at = lambda tree, i: jax.tree.map(lambda a: a[i], tree)  # noqa: E731
+    nxt = jnp.where(accepted, 2, 1)  # F(theta'), or theta_2 = F(theta_1): plain EM
+    scores = objectives.at[2].set(jnp.where(accepted, jx, -jnp.inf))
+    scores = jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
+    best = jnp.argmax(scores)
+    alpha = alphas[2]
+    at_max = alpha <= -step_max + 1e-12
+    new_step_max = jnp.where(accepted, jnp.where(at_max, 4.0 * step_max, step_max),
+                             jnp.maximum(1.0, step_max / 4.0))  # fmt: skip
+    best_posterior = at(posteriors, best)
+    return Cycle(
+        params=at(mapped[0], nxt),
+        prior=at(mapped[1], nxt),
+        f=fs[nxt],
+        best_params=at(evaluated[0], best),
+        best_prior=at(evaluated[1], best),
+        best_f=best_posterior.mean,
+        best_posterior=best_posterior,
+        best_objective=jnp.where(jnp.isfinite(scores[best]), scores[best], jnp.nan),
+        objective=jnp.where(accepted, jx, j1),
+        newton_steps=jnp.sum(posteriors.num_steps),
+        newton_status=jnp.max(posteriors.status),
+        step_max=new_step_max,
+        accepted=accepted,
+        alpha=alpha,
+    )
+
+
+squarem_step = jax.jit(squarem_cycle, static_argnames="settings")
+"""One jitted SQUAREM cycle; compiled once per (shapes, dtype, settings)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The loops
+
+
 class EMTrace(NamedTuple):
-    """Per-iteration traces of a whole-loop fit (NaN past the last iteration)."""
+    """Per-iteration traces of a whole-loop fit (NaN past the last iteration); an iteration is
+    one EM map, or one SQUAREM cycle of three."""
 
     objective: jax.Array
     newton_steps: jax.Array
@@ -401,35 +396,78 @@ STOP_NAMES = {
 }
 
 
-def stop_rule(objective, previous, best, rtol):
+#: Consecutive iterations below the best objective before the loop stops as ``peaked``.
+PATIENCE = 2
+
+
+def stop_rule(objective, previous, best, rtol, below=0, patience: int = PATIENCE):
     r"""The loop's stopping rule, shared by the host and the ``while_loop`` versions.
 
     Laplace-EM is not an exact EM: its M-step maximises the expected complete log likelihood
     under the Laplace posterior and ignores how the curvature term $-\tfrac12\log\det J$ of the
-    objective moves with $\theta$, so the objective can rise to a peak and then drift down slowly.
-    The rule stops on a relative change below ``rtol`` (``converged``) or on a decrease of more
-    than ``rtol`` relative below the best value so far (``peaked``); the caller returns the best
-    iterate, so the reported objective never decreases beyond tolerance.
+    objective moves with $\theta$, so the objective can rise to a peak and then drift down slowly
+    (loadings shrinking while $\Phi$ creeps toward a unit root; with learned loading scales the
+    drift is faster and the peak is where held-out cells are predicted best). The rule stops on a
+    relative change below ``rtol`` (``converged``) or once the objective has stayed more than
+    ``rtol`` relative below the best value so far for ``patience`` consecutive iterations
+    (``peaked``); the caller returns the best iterate, so the reported objective never decreases
+    beyond tolerance. ``below`` is the count of such iterations before this one.
 
-    Returns ``(stop code or -1 to go on, is_new_best)``.
+    Returns ``(stop code or -1 to go on, is_new_best, below)``.
     """
     finite = jnp.isfinite(objective)
     new_best = finite & ~(objective <= best)  # best starts at -inf
     converged = jnp.abs(objective - previous) <= rtol * jnp.abs(objective)
-    peaked = objective < best - rtol * jnp.abs(best)
+    under = objective < best - rtol * jnp.abs(best)
+    below = jnp.where(under, below + 1, 0)
+    peaked = below >= patience
     code = jnp.where(
         ~finite,
         STOP_NON_FINITE,
-        jnp.where(peaked, STOP_PEAKED, jnp.where(converged, STOP_CONVERGED, -1)),
+        jnp.where(peaked, STOP_PEAKED, jnp.where(converged & ~under, STOP_CONVERGED, -1)),
     )
-    return code, new_best
+    return code, new_best, below
+
+
+class LoopResult(NamedTuple):
+    """What a whole-loop fit returns: the best ``params`` and ``prior``, their E-step's
+    ``posterior``, ``iterations`` (loop iterations), ``evaluations`` (EM maps, three per SQUAREM
+    cycle), the stop ``code`` and the ``trace``."""
+
+    params: Params
+    prior: MStepPrior
+    posterior: LaplacePosterior
+    iterations: jax.Array
+    evaluations: jax.Array
+    code: jax.Array
+    trace: EMTrace
+
+
+def loop_step(panel, params, f, prior, settings, step_max):
+    """One iteration of either loop, as a :class:`Cycle`: a SQUAREM cycle, or one plain EM map
+    packed the same way (pure)."""
+    if settings.accelerate == "squarem":
+        return squarem_cycle(panel, params, f, prior, settings, step_max)
+    if settings.accelerate != "none":
+        raise ValueError(f"accelerate must be one of {ACCELERATIONS}, got {settings.accelerate!r}")
+    s = em_iteration(panel, params, f, prior, settings)
+    objective = _finite_objective(s)
+    return Cycle(
+        params=s.params, prior=s.prior, f=s.f, best_params=params, best_prior=prior,
+        best_f=s.posterior.mean, best_posterior=s.posterior, best_objective=objective,
+        objective=objective,
+        newton_steps=s.posterior.num_steps, newton_status=s.posterior.status,
+        step_max=step_max, accepted=jnp.asarray(False), alpha=jnp.zeros((), objective.dtype),
+    )  # fmt: skip
+
+
+loop_step_jit = jax.jit(loop_step, static_argnames="settings")
 
 
 def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: float):
     """The whole EM loop in ``lax.while_loop`` (for batches under ``vmap`` and benchmarks).
 
-    Returns ``(best params, warm start for their E-step, iterations, stop code, trace)``.
-    """
+    Returns a :class:`LoopResult`."""
     dtype = panel.counts.dtype
     trace0 = EMTrace(
         objective=jnp.full((max_iterations,), jnp.nan, dtype),
@@ -439,12 +477,16 @@ def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: 
 
     class Carry(NamedTuple):
         params: Params
+        prior: MStepPrior
         f: jax.Array
         best: Params
-        f_best: jax.Array
+        best_prior: MStepPrior
+        best_posterior: LaplacePosterior
         best_objective: jax.Array
         previous: jax.Array
         iteration: jax.Array
+        step_max: jax.Array
+        below: jax.Array
         code: jax.Array
         trace: EMTrace
 
@@ -452,35 +494,47 @@ def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: 
         return (c.code < 0) & (c.iteration < max_iterations)
 
     def body(c):
-        new, f_next, post, objective = em_iteration(panel, c.params, c.f, prior, settings)
-        objective = jnp.where(post.status == NON_FINITE, jnp.nan, objective)
+        cycle = loop_step(panel, c.params, c.f, c.prior, settings, c.step_max)
+        objective = cycle.objective
         k = c.iteration
         trace = EMTrace(
             c.trace.objective.at[k].set(objective),
-            c.trace.newton_steps.at[k].set(post.num_steps.astype(jnp.int32)),
-            c.trace.newton_status.at[k].set(post.status.astype(jnp.int32)),
+            c.trace.newton_steps.at[k].set(cycle.newton_steps.astype(jnp.int32)),
+            c.trace.newton_status.at[k].set(cycle.newton_status.astype(jnp.int32)),
         )
-        code, new_best = stop_rule(objective, c.previous, c.best_objective, rtol)
-        pick = lambda a, b: jnp.where(new_best, a, b)  # noqa: E731
+        code, _, below = stop_rule(objective, c.previous, c.best_objective, rtol, c.below)
+        new_best = jnp.isfinite(cycle.best_objective) & ~(cycle.best_objective <= c.best_objective)
+        pick = lambda a, b: jax.tree.map(lambda u, w: jnp.where(new_best, u, w), a, b)  # noqa: E731
         return Carry(
-            params=new,
-            f=f_next,
-            best=jax.tree.map(pick, c.params, c.best),
-            f_best=pick(post.mean, c.f_best),
-            best_objective=pick(objective, c.best_objective),
+            params=cycle.params,
+            prior=cycle.prior,
+            f=cycle.f,
+            best=pick(cycle.best_params, c.best),
+            best_prior=pick(cycle.best_prior, c.best_prior),
+            best_posterior=pick(cycle.best_posterior, c.best_posterior),
+            best_objective=pick(cycle.best_objective, c.best_objective),
             previous=objective,
             iteration=k + 1,
+            step_max=cycle.step_max,
+            below=below,
             code=code,
             trace=trace,
         )
 
+    shapes = jax.eval_shape(lambda: e_step(panel, params, f_init, settings))
+    empty_posterior = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
     init = Carry(
-        params, f_init, params, f_init, jnp.asarray(-jnp.inf, dtype), jnp.asarray(jnp.nan, dtype),
+        params, prior, f_init, params, prior, empty_posterior, jnp.asarray(-jnp.inf, dtype),
+        jnp.asarray(jnp.nan, dtype), jnp.asarray(0), jnp.asarray(settings.max_step_length, dtype),
         jnp.asarray(0), jnp.asarray(-1), trace0,
     )  # fmt: skip
     out = jax.lax.while_loop(cond, body, init)
     code = jnp.where(out.code < 0, STOP_MAX_ITERATIONS, out.code)
-    return out.best, out.f_best, out.iteration, code, out.trace
+    per = 3 if settings.accelerate == "squarem" else 1
+    return LoopResult(
+        out.best, out.best_prior, out.best_posterior, out.iteration, per * out.iteration, code,
+        out.trace,
+    )  # fmt: skip
 
 
 em_loop = jax.jit(_em_loop, static_argnames=("settings", "max_iterations", "rtol"))

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxssm import emissions
 from jaxssm.diagnostics import concentrated_components, describe
 from jaxssm.em import (
     STOP_CONVERGED,
@@ -28,25 +29,30 @@ from jaxssm.em import (
     e_step,
     em_loop,
     em_loop_batch,
-    em_step,
     emission_parameter_covariance,
+    loop_step_jit,
     normalize_rotation,
     stop_rule,
 )
-from jaxssm.laplace import CONVERGED, NON_FINITE, STALLED, STATUS_NAMES, LaplacePosterior
-from jaxssm.params import MStepPrior, Panel, Params, Priors, make_panel
+from jaxssm.emissions import check_emission
+from jaxssm.laplace import CONVERGED, STALLED, STATUS_NAMES, LaplacePosterior
+from jaxssm.params import LOADING_PRIORS, MStepPrior, Panel, Params, Priors, make_panel
 
 
 class LaplaceEMResult(NamedTuple):
     """A Laplace-EM fit.
 
-    ``params`` the MAP-EM estimate; ``posterior`` the Laplace posterior of $f_{1:N}$ at
-    ``params``; ``objective`` (num_iterations,) the MAP-EM objective per iteration (the Laplace
-    $\\log p(X \\mid \\theta_t)$ plus the log prior); ``converged``; ``num_iterations``; ``status``
-    in words (``converged``, ``converged (objective peaked)``, ``max_iterations``,
-    ``non_finite: ...``; see :func:`jaxssm.em.stop_rule`), followed by ``; warning: ...`` when
-    a latent component sits in a single window (:mod:`jaxssm.diagnostics`); ``panel`` and ``prior``
-    as fitted. For a batch every field has a leading panel axis and ``status`` is a list.
+    ``params`` the MAP-EM estimate (``params.emission`` says Poisson or negative binomial);
+    ``posterior`` the Laplace posterior of $f_{1:N}$ at ``params``; ``objective``
+    (num_iterations,) the MAP-EM objective per iteration (the Laplace $\\log p(X \\mid \\theta_t)$
+    plus the log prior; :func:`jaxssm.mstep.log_prior`); ``converged``; ``num_iterations``
+    (loop iterations: SQUAREM cycles, or EM maps without acceleration); ``status`` in words
+    (``converged``, ``converged (objective peaked)``, ``max_iterations``, ``non_finite: ...``,
+    or ``not converged: <what failed a check>``; see :func:`jaxssm.em.stop_rule` and
+    :func:`check_fit`), followed by ``; warning: ...`` when a latent component sits in a single
+    window (:mod:`jaxssm.diagnostics`); ``panel`` as fitted; ``prior`` with its learned scales;
+    ``evaluations`` the number of EM maps; ``check`` the :class:`FitCheck` behind the status
+    (single fits). For a batch every field has a leading panel axis and ``status`` is a list.
     """
 
     params: Params
@@ -58,18 +64,57 @@ class LaplaceEMResult(NamedTuple):
     panel: Panel
     prior: MStepPrior
     settings: EMSettings
+    evaluations: int | np.ndarray = 0
+    check: FitCheck | None = None
 
     @property
     def num_factors(self) -> int:
         return self.params.Lambda.shape[-1]
 
+    @property
+    def emission(self) -> str:
+        """``"poisson"`` or ``"negbin"``."""
+        return self.params.emission
+
+    def _single(self, what: str) -> None:
+        if self.params.mu.ndim != 1:
+            raise ValueError(f"{what} takes a single fit; index the batch first")
+
     def parameter_covariance(self) -> jax.Array:
         r"""Per-location covariance of $(\mu_\ell, \Lambda_\ell)$, (m, q+1, q+1) (see
-        :func:`jaxssm.em.emission_parameter_covariance`); pass it as ``parameter_cov`` to the
+        :func:`jaxssm.mstep.emission_parameter_covariance`); pass it as ``parameter_cov`` to the
         predictive functions. Single fits only."""
-        if self.params.mu.ndim != 1:
-            raise ValueError("parameter_covariance() takes a single fit; index the batch first")
+        self._single("parameter_covariance()")
         return emission_parameter_covariance(self.params, self.posterior, self.panel, self.prior)
+
+    def log_predictive(
+        self, counts, cells=None, *, parameter_uncertainty: bool = True, num_nodes: int = 48
+    ) -> np.ndarray:
+        r"""The log predictive density of the counts in ``cells`` (N, m) under this fit, with its
+        own offset and emission: $\log\int p(x \mid \eta)\,N(\eta; E\eta, \mathrm{Var}\,\eta)\,
+        d\eta$, integrating $f$ and (with ``parameter_uncertainty``) each location's
+        $(\mu_\ell, \Lambda_\ell)$. NaN outside ``cells`` (default: every finite count)."""
+        from jaxssm.forecast import predictive_log_likelihood
+
+        self._single("log_predictive()")
+        x = np.asarray(counts, np.float64)
+        cells = np.isfinite(x) if cells is None else np.asarray(cells, bool) & np.isfinite(x)
+        cov = self.parameter_covariance() if parameter_uncertainty else None
+        value = predictive_log_likelihood(
+            self.params, self.posterior, np.nan_to_num(x), cells, self.panel,
+            num_nodes=num_nodes, parameter_cov=cov,
+        )  # fmt: skip
+        return np.asarray(value)
+
+    def expected_counts(self, *, parameter_uncertainty: bool = False) -> np.ndarray:
+        r"""$E[X_i(\ell)] = E[\lambda_{i\ell}]$ for every cell (N, m), observed or missing, under
+        the Laplace posterior (both emissions have mean $\lambda$)."""
+        from jaxssm.forecast import log_rate_moments
+
+        self._single("expected_counts()")
+        cov = self.parameter_covariance() if parameter_uncertainty else None
+        mean, var = log_rate_moments(self.params, self.posterior, self.panel, cov)
+        return np.asarray(jnp.exp(mean + 0.5 * var))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,19 +127,47 @@ def pooled_log_rate(panel: Panel) -> float:
     return math.log((np.sum(M * x) + 0.5) / max(np.sum(M * np.exp(o)), 1e-300))
 
 
-def make_prior(panel: Panel, priors: Priors) -> MStepPrior:
-    """The priors of :class:`~jaxssm.params.Priors` as arrays, centred on the pooled log-rate."""
+def make_prior(panel: Panel, priors: Priors, num_factors: int, log_dispersion=None) -> MStepPrior:
+    """The priors of :class:`~jaxssm.params.Priors` as arrays for ``num_factors`` factors,
+    centred on the pooled log-rate (and, for the negative binomial, on the mean of the start
+    values ``log_dispersion``)."""
+    if priors.loadings not in LOADING_PRIORS:
+        raise ValueError(
+            f"Priors.loadings must be one of {', '.join(map(repr, LOADING_PRIORS))}, "
+            f"got {priors.loadings!r}"
+        )
+    for name in ("loading_scale", "scale_shape", "scale_rate", "dispersion_scale", "local_df"):
+        if not getattr(priors, name) > 0:
+            raise ValueError(f"Priors.{name} must be positive, got {getattr(priors, name)!r}")
     dtype = panel.counts.dtype
     m = panel.counts.shape[-1]
+    q = num_factors
     precision = lambda s: 0.0 if math.isinf(s) else 1.0 / s**2  # noqa: E731
+    learn = priors.loadings != "fixed"
+    start_variance = 1.0 if math.isinf(priors.loading_scale) else priors.loading_scale**2
+    local_df = priors.local_df if priors.loadings == "ard_local" else math.inf
+    psi_mean = 0.0 if log_dispersion is None else float(np.mean(np.asarray(log_dispersion)))
     return MStepPrior(
         mu_mean=jnp.full((m,), pooled_log_rate(panel), dtype),
         mu_precision=jnp.asarray(precision(priors.mu_scale), dtype),
-        loading_precision=jnp.asarray(precision(priors.loading_scale), dtype),
+        loading_precision=jnp.full(
+            (m, q), 1.0 / start_variance if learn else precision(priors.loading_scale), dtype
+        ),
+        loading_variance=jnp.full((q,), start_variance, dtype),
+        location_weight=jnp.ones((m,), dtype),
+        factor_scale=jnp.ones((q,), dtype),
+        learn_scales=jnp.asarray(learn),
+        local_df=jnp.asarray(local_df, dtype),
+        scale_shape=jnp.asarray(priors.scale_shape, dtype),
+        scale_rate=jnp.asarray(priors.scale_rate, dtype),
+        dispersion_mean=jnp.asarray(psi_mean, dtype),
+        dispersion_precision=jnp.asarray(precision(priors.dispersion_scale), dtype),
     )
 
 
-def initial_params(panel: Panel, num_factors: int) -> tuple[Params, jax.Array]:
+def initial_params(
+    panel: Panel, num_factors: int, emission: str = "poisson"
+) -> tuple[Params, jax.Array]:
     r"""Start values from a PCA of log counts.
 
     $\mu_\ell$ = log of the location's rate shrunk toward the pooled one by one window's worth;
@@ -102,7 +175,12 @@ def initial_params(panel: Panel, num_factors: int) -> tuple[Params, jax.Array]:
     $Z \approx U S W^\top$ gives $f = \sqrt N U_q$, $\Lambda = W_q S_q / \sqrt N$; $\Phi$ from the
     least-squares regression of $f_i$ on $f_{i-1}$ (norm at most 0.95), then the
     linear change of variables that makes the residual covariance $Q = I$; $a_1 = 0$, $P_1 = I$.
+    Negative binomial: $\phi_\ell$ by moments from the residual variance $v_\ell$ of the rank-q
+    reconstruction, $\operatorname{Var}\log X \approx 1/\lambda + \phi$, so
+    $\phi_\ell = \max(v_\ell - \overline{1/(X + 1/2)}, 10^{-4})$, $\psi_\ell$ clipped to
+    $[-9, 2]$.
     """
+    check_emission(emission)
     x, M, o = (np.asarray(a, np.float64) for a in panel)
     N, m = x.shape
     q = num_factors
@@ -116,19 +194,21 @@ def initial_params(panel: Panel, num_factors: int) -> tuple[Params, jax.Array]:
     count = np.maximum(M.sum(0), 1)
     z = np.where(M, z - np.sum(M * z, axis=0) / count, 0.0)
     eye = np.eye(q)
+    resid = z
     if q == 0:
         f = np.zeros((N, 0))
         Lambda, Phi = np.zeros((m, 0)), np.zeros((0, 0))
     else:
         U, S, Wt = np.linalg.svd(z, full_matrices=False)
+        resid = z - (U[:, :q] * S[:q]) @ Wt[:q]
         f = U[:, :q] * math.sqrt(N)
         Lambda = Wt[:q].T * S[:q] / math.sqrt(N)
         if N >= 3:
             f0, f1 = f[:-1], f[1:]
             Phi = np.linalg.solve(f0.T @ f0 + 1e-6 * eye, f0.T @ f1).T
             Phi *= min(1.0, 0.95 / max(np.linalg.norm(Phi, 2), 1e-12))
-            resid = f1 - f0 @ Phi.T
-            R = resid.T @ resid / len(resid) + 1e-2 * eye
+            innovations = f1 - f0 @ Phi.T
+            R = innovations.T @ innovations / len(innovations) + 1e-2 * eye
         else:
             Phi, R = 0.5 * eye, eye
         T = np.linalg.cholesky(R)  # f = T f'  with  cov(f') innovations = I
@@ -143,6 +223,11 @@ def initial_params(panel: Panel, num_factors: int) -> tuple[Params, jax.Array]:
         a1=jnp.zeros((q,), dtype),
         P1=jnp.asarray(eye, dtype),
     )
+    if emission == "negbin":
+        variance = np.sum(M * resid**2, axis=0) / count
+        poisson_part = np.sum(M / (x + 0.5), axis=0) / count
+        phi = np.maximum(variance - poisson_part, 1e-4)
+        params = params._replace(log_dispersion=jnp.asarray(np.clip(np.log(phi), -9.0, 2.0), dtype))
     f = jnp.asarray(f, dtype)
     if q > 0:
         params, f = normalize_rotation(params, f)
@@ -190,16 +275,107 @@ def posterior(
 def _status(code: int, newton_status: int) -> str:
     if code == STOP_NON_FINITE:
         return "non_finite: an E-step or objective was not finite; the last finite parameters"
-    text = STOP_NAMES[code]
-    if newton_status not in (CONVERGED, STALLED):
-        text += f" (final E-step Newton: {STATUS_NAMES[int(newton_status)]})"
-    return text
+    return STOP_NAMES[code]
+
+
+#: A cell whose log predictive density is below this is one the model cannot explain: the fit is
+#: flagged (a sound fit of counts scores a cell at a few nats; -50 is e^-50).
+WORST_CELL = -50.0
+
+
+class FitCheck(NamedTuple):
+    """The checks behind a fit's status (single fits).
+
+    ``newton_status`` of the final E-step; ``worst_cell`` the lowest in-sample log predictive
+    of an observed cell and ``worst_window``, ``worst_location`` where it is;
+    ``cells_below`` how many are below :data:`WORST_CELL`; ``in_sample`` the mean in-sample log
+    predictive per observed cell; ``static_objective`` and ``static_in_sample`` the same for
+    the static model (q = 0, same emission and priors; NaN when not checked); ``problems`` the
+    sentences that made the fit not converged."""
+
+    newton_status: str
+    worst_cell: float
+    worst_window: int
+    worst_location: int
+    cells_below: int
+    in_sample: float
+    objective: float
+    static_objective: float
+    static_in_sample: float
+    problems: tuple[str, ...]
+
+
+def _in_sample(params, posterior, panel) -> np.ndarray:
+    from jaxssm.forecast import log_rate_moments
+
+    mean, var = log_rate_moments(params, posterior, panel)
+    value = np.asarray(
+        emissions.predictive_log_pmf(panel.counts, mean, var, params.log_dispersion, 16)
+    )
+    return np.where(np.asarray(panel.mask), value, np.nan)
+
+
+def check_fit(fit: LaplaceEMResult, static: LaplaceEMResult | None = None) -> FitCheck:
+    """Whether a fit can be used: the final E-step converged, no observed cell has a log
+    predictive below :data:`WORST_CELL`, and (given the ``static`` fit of the same data) its
+    objective and in-sample fit are not worse than the static model's."""
+    problems = []
+    newton = int(fit.posterior.status)
+    if newton not in (CONVERGED, STALLED):
+        problems.append(
+            f"the final E-step Newton did not converge ({STATUS_NAMES[newton]} after "
+            f"{int(fit.posterior.num_steps)} steps)"
+        )
+    cells = _in_sample(fit.params, fit.posterior, fit.panel)
+    observed = np.isfinite(cells) | np.asarray(fit.panel.mask)
+    if observed.any() and np.all(np.isfinite(cells[observed])):
+        flat = np.where(observed, cells, np.inf)
+        i, j = np.unravel_index(np.argmin(flat), flat.shape)
+        worst, below, mean = (
+            float(flat[i, j]),
+            int(np.sum(flat < WORST_CELL)),
+            float(np.mean(cells[observed])),
+        )
+    else:
+        i = j = -1
+        worst, below, mean = -math.inf, int(observed.sum()), -math.inf
+    if below:
+        problems.append(
+            f"{below} observed cell(s) have a log predictive below {WORST_CELL:g} (worst "
+            f"{worst:,.1f} at window {i}, location {j}): the model cannot explain them"
+            + (" — try emission='negbin'" if fit.params.log_dispersion is None else "")
+        )
+    objective = float(fit.objective[-1]) if len(fit.objective) else math.nan
+    best_objective = (
+        float(np.nanmax(fit.objective)) if np.isfinite(fit.objective).any() else objective
+    )
+    static_objective = static_in_sample = math.nan
+    if static is not None:
+        static_objective = float(np.nanmax(static.objective))
+        static_cells = _in_sample(static.params, static.posterior, static.panel)
+        static_in_sample = float(np.nanmean(static_cells))
+        tolerance = 1.0 + 1e-6 * abs(static_objective)
+        if best_objective < static_objective - tolerance:
+            problems.append(
+                f"its objective is below the static model's ({best_objective:,.2f} against "
+                f"{static_objective:,.2f})"
+            )
+        if mean < static_in_sample - 1e-3:
+            problems.append(
+                f"it fits the observed cells worse than the static model ({mean:.4f} against "
+                f"{static_in_sample:.4f} log predictive per cell)"
+            )
+    return FitCheck(
+        STATUS_NAMES[newton], worst, int(i), int(j), below, mean, best_objective,
+        static_objective, static_in_sample, tuple(problems),
+    )  # fmt: skip
 
 
 def fit_laplace_em(
     counts,
     num_factors: int,
     *,
+    emission: str = "poisson",
     mask=None,
     offset=None,
     priors: Priors = Priors(),
@@ -209,53 +385,89 @@ def fit_laplace_em(
     init: tuple[Params, jax.Array] | None = None,
     loop: str = "python",
     progress: bool = False,
+    check: bool = True,
     dtype=None,
 ) -> LaplaceEMResult:
-    r"""Fit $X_i(\ell) \sim \mathrm{Poisson}(\exp(o_{i\ell} + \mu_\ell + \Lambda_\ell^\top f_i))$,
-    $f_i = \Phi f_{i-1} + \varepsilon_i$, by Laplace-EM (MAP-EM with weak priors).
+    r"""Fit $X_i(\ell) \sim \mathrm{Poisson}$ or $\mathrm{NegBin}(\exp(o_{i\ell} + \mu_\ell +
+    \Lambda_\ell^\top f_i), \phi_\ell)$, $f_i = \Phi f_{i-1} + \varepsilon_i$, by Laplace-EM
+    (MAP-EM with weak priors and learned loading scales; see :mod:`jaxssm.em`).
 
     Args:
         counts: (N, m) counts, windows on the first axis (NaN = missing); or (B, N, m) for B
             independent panels fitted in one vmapped call.
         num_factors: q; 0 fits the static model $\log\lambda_{i\ell} = o_{i\ell} + \mu_\ell$.
+        emission: ``"poisson"`` or ``"negbin"`` (negative binomial, a dispersion per location).
         mask: True where a cell is observed (ANDed with not-NaN); a row of False is a missing
             window.
         offset: known log-offset $o_{i\ell}$ (e.g. log exposure), broadcastable to counts.
-        priors: prior scales (:class:`~jaxssm.params.Priors`); ``inf`` for maximum likelihood.
-        max_iterations: EM iteration limit.
+        priors: priors and how the loading scales are set (:class:`~jaxssm.params.Priors`).
+        max_iterations: iteration limit (an iteration is a SQUAREM cycle of three EM maps, or
+            one EM map with ``settings.accelerate="none"``).
         rtol: stop when $|\mathcal J_t - \mathcal J_{t-1}| \le$ ``rtol`` $|\mathcal J_t|$.
         settings: Newton limits and options of one iteration (:class:`~jaxssm.em.EMSettings`).
         init: ``(params, f)`` start values (default: :func:`initial_params`).
         loop: ``"python"`` (host loop, progress bar) or ``"jax"`` (one ``lax.while_loop``).
             Batches always use ``"jax"``.
         progress: show a progress bar (python loop).
+        check: check the fit (single fits; :func:`check_fit`): the final E-step converged, no
+            observed cell below a log predictive of -50, and for q > 0 an objective and an
+            in-sample fit not worse than the static model's (one more, cheap fit). A fit that
+            fails a check is not ``converged`` and its status says why.
         dtype: float dtype (default JAX's: float32, or float64 with x64 enabled).
 
     Returns:
         A :class:`LaplaceEMResult`.
 
     Example:
-        >>> fit = fit_laplace_em(counts, num_factors=3)          # doctest: +SKIP
-        >>> rates = expected_rates(fit.params, fit.posterior, fit.panel)  # doctest: +SKIP
+        >>> fit = fit_laplace_em(counts, num_factors=3, emission="negbin")  # doctest: +SKIP
+        >>> fit.status, fit.expected_counts()                               # doctest: +SKIP
     """
+    check_emission(emission)
+    if loop not in ("python", "jax"):
+        raise ValueError(f"loop must be 'python' or 'jax', got {loop!r}")
     panel = counts if isinstance(counts, Panel) else make_panel(counts, mask, offset, dtype=dtype)
     if panel.counts.ndim == 3:
-        return _fit_batch(panel, num_factors, priors, max_iterations, rtol, settings)
-    prior = make_prior(panel, priors)
-    params, f = init if init is not None else initial_params(panel, num_factors)
+        return _fit_batch(panel, num_factors, emission, priors, max_iterations, rtol, settings)
+    params, f = init if init is not None else initial_params(panel, num_factors, emission)
+    if params.emission != emission and init is not None:
+        raise ValueError(f"init holds {params.emission} parameters, but emission={emission!r}")
+    prior = make_prior(panel, priors, params.num_factors, params.log_dispersion)
     if loop == "jax":
-        params, f, iterations, code, trace = em_loop(
+        out = em_loop(
             panel, params, f, prior, settings=settings, max_iterations=max_iterations, rtol=rtol
         )
-        posterior = _posterior_at(panel, params, f, settings=settings)
-        objective = np.asarray(trace.objective)[: int(iterations)]
-        return _result(
-            panel, params, posterior, objective, int(iterations), int(code), prior, settings
-        )
-    return _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progress)
+        fit = _result(
+            panel, out.params, out.posterior,
+            np.asarray(out.trace.objective)[: int(out.iterations)],
+            int(out.iterations), int(out.evaluations), int(out.code), out.prior, settings,
+        )  # fmt: skip
+    else:
+        fit = _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progress)
+    if not check:
+        return fit
+    static = None
+    if fit.num_factors > 0 and fit.converged:
+        static = fit_laplace_em(
+            panel, 0, emission=emission, priors=priors, max_iterations=max_iterations,
+            rtol=rtol, settings=settings, check=False,
+        )  # fmt: skip
+    return with_checks(fit, static)
 
 
-def _result(panel, params, posterior, objective, iterations, code, prior, settings):
+def with_checks(fit: LaplaceEMResult, static: LaplaceEMResult | None = None) -> LaplaceEMResult:
+    """The fit with :func:`check_fit`'s verdict in its status: a fit that fails a check is not
+    ``converged``."""
+    checked = check_fit(fit, static)
+    status, converged = fit.status, fit.converged
+    if checked.problems and converged:
+        status = "not converged: " + "; ".join(checked.problems) + f" (EM: {status})"
+        converged = False
+    elif checked.problems:
+        status = status + "; " + "; ".join(checked.problems)
+    return fit._replace(status=status, converged=converged, check=checked)
+
+
+def _result(panel, params, posterior, objective, iterations, evaluations, code, prior, settings):
     status = _status(code, int(posterior.status)) + describe(
         concentrated_components(params, posterior)
     )
@@ -263,14 +475,17 @@ def _result(panel, params, posterior, objective, iterations, code, prior, settin
         warnings.warn(f"Laplace-EM stopped: {status}", RuntimeWarning, stacklevel=4)
     converged = code in (STOP_CONVERGED, STOP_PEAKED)
     return LaplaceEMResult(
-        params, posterior, objective, bool(converged), iterations, status, panel, prior, settings
-    )
+        params, posterior, objective, bool(converged), iterations, status, panel, prior, settings,
+        evaluations,
+    )  # fmt: skip
 
 
 def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progress):
     trace: list[float] = []
-    best = (params, f, None)
-    best_objective, previous = -math.inf, math.nan
+    best = None
+    best_objective, previous, below = -math.inf, math.nan, 0
+    step_max = jnp.asarray(settings.max_step_length, panel.counts.dtype)
+    per = 3 if settings.accelerate == "squarem" else 1
     code = STOP_MAX_ITERATIONS
     bar = None
     if progress:
@@ -279,43 +494,54 @@ def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progres
         bar = tqdm(total=max_iterations, desc=f"Laplace-EM q={params.num_factors}", unit="it")
     try:
         for _ in range(max_iterations):
-            new, f_next, post, objective = em_step(panel, params, f, prior, settings=settings)
-            objective = math.nan if int(post.status) == NON_FINITE else float(objective)
+            cycle = loop_step_jit(panel, params, f, prior, settings=settings, step_max=step_max)
+            objective = float(cycle.objective)
             trace.append(objective)
-            stop, new_best = stop_rule(objective, previous, best_objective, rtol)
-            if bool(new_best):
-                best, best_objective = (params, post.mean, post), objective
+            stop, _, below = stop_rule(objective, previous, best_objective, rtol, below)
+            candidate = float(cycle.best_objective)
+            if math.isfinite(candidate) and candidate > best_objective:
+                best = (cycle.best_params, cycle.best_prior, cycle.best_posterior)
+                best_objective = candidate
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(objective=f"{objective:.6g}", newton=int(post.num_steps))
+                bar.set_postfix(objective=f"{objective:.6g}", newton=int(cycle.newton_steps))
             if int(stop) >= 0:
                 code = int(stop)
                 break
-            params, f, previous = new, f_next, objective
+            params, prior, f = cycle.params, cycle.prior, cycle.f
+            step_max, previous = cycle.step_max, objective
     finally:
         if bar is not None:
             bar.close()
-    params, f, posterior = best
-    if posterior is None:  # not even the start values were finite
-        posterior = _posterior_at(panel, params, f, settings=settings)
-    return _result(panel, params, posterior, np.asarray(trace), len(trace), code, prior, settings)
+    if best is None:  # not even the start values were finite
+        best = (params, prior, _posterior_at(panel, params, f, settings=settings))
+    params, prior, posterior = best
+    return _result(
+        panel, params, posterior, np.asarray(trace), len(trace), per * len(trace), code, prior,
+        settings,
+    )  # fmt: skip
 
 
-def _fit_batch(panel, num_factors, priors, max_iterations, rtol, settings) -> LaplaceEMResult:
+def _fit_batch(
+    panel, num_factors, emission, priors, max_iterations, rtol, settings
+) -> LaplaceEMResult:
     B = panel.counts.shape[0]
     singles = [Panel(*(a[b] for a in panel)) for b in range(B)]
-    starts = [initial_params(p, num_factors) for p in singles]
-    priors_b = [make_prior(p, priors) for p in singles]
+    starts = [initial_params(p, num_factors, emission) for p in singles]
+    priors_b = [
+        make_prior(p, priors, num_factors, s[0].log_dispersion)
+        for p, s in zip(singles, starts, strict=True)
+    ]
     stack = lambda items: jax.tree.map(lambda *a: jnp.stack(a), *items)  # noqa: E731
     params = stack([s[0] for s in starts])
     f = stack([s[1] for s in starts])
     prior = stack(priors_b)
-    params, f, iterations, codes, trace = em_loop_batch(
+    out = em_loop_batch(
         panel, params, f, prior, settings=settings, max_iterations=max_iterations, rtol=rtol
     )
-    posterior = _posterior_at_batch(panel, params, f, settings=settings)
-    objective = np.asarray(trace.objective)
-    iterations, codes = np.asarray(iterations), np.asarray(codes)
+    params, posterior = out.params, out.posterior
+    objective = np.asarray(out.trace.objective)
+    iterations, codes = np.asarray(out.iterations), np.asarray(out.code)
     newton = np.asarray(posterior.status)
     status = [
         _status(int(c), int(n))
@@ -331,5 +557,6 @@ def _fit_batch(panel, num_factors, priors, max_iterations, rtol, settings) -> La
             stacklevel=3,
         )
     return LaplaceEMResult(
-        params, posterior, objective, converged, iterations, status, panel, prior, settings,
+        params, posterior, objective, converged, iterations, status, panel, out.prior, settings,
+        np.asarray(out.evaluations),
     )  # fmt: skip

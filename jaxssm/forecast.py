@@ -1,11 +1,13 @@
 r"""Uses of a fit: expected rates, posterior draws, forecasts, imputation, held-out predictive
-likelihood and the choice of the number of factors q.
+likelihood and the choice of the number of factors q and of the emission.
 
 Under the Laplace posterior $f_{1:N} \sim N(\hat f, \hat V)$ the log-rate of a cell is Gaussian,
 $\eta_{i\ell} \sim N(o_{i\ell} + \mu_\ell + \Lambda_\ell^\top \hat f_i,\
 \Lambda_\ell^\top \hat V_{ii} \Lambda_\ell)$, so $E[\lambda_{i\ell}] = \exp(E\eta + \tfrac12
 \mathrm{Var}\,\eta)$ and the predictive probability of a held-out count is the one-dimensional
-integral $\int \mathrm{Poisson}(x \mid e^\eta) N(\eta)\,d\eta$ (Gauss-Hermite quadrature).
+integral $\int p(x \mid \eta)\, N(\eta)\,d\eta$ (Gauss-Hermite quadrature), with $p$ the
+Poisson or negative binomial of the fit (:mod:`jaxssm.emissions`; the family is
+``params.log_dispersion``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.scipy.special import gammaln, logsumexp
 
 from jaxssm import block_tridiag as bt
 from jaxssm import cyclic_reduction as cr
+from jaxssm import emissions
 from jaxssm.laplace import LaplacePosterior
 from jaxssm.params import Panel, Params, Priors, make_panel
 
@@ -95,7 +97,8 @@ def sample_posterior(key: jax.Array, posterior: LaplacePosterior, num_draws: int
 
 class Forecast(NamedTuple):
     """Draws ``h`` windows past the last: ``f`` (S, h, q), ``log_rate`` (S, h, m) and
-    ``counts`` (S, h, m) (Poisson draws: the predictive distribution of new counts)."""
+    ``counts`` (S, h, m) (Poisson or negative binomial draws: the predictive distribution of new
+    counts)."""
 
     f: jax.Array
     log_rate: jax.Array
@@ -118,7 +121,8 @@ def forecast(
     parameter_cov=None,
 ) -> Forecast:
     r"""Forecast $h$ windows ahead: $f_N \sim N(\hat f_N, \hat V_{NN})$, then
-    $f_{N+k} = \Phi f_{N+k-1} + \varepsilon$, $\lambda = \exp(o + \mu + \Lambda f)$, counts Poisson.
+    $f_{N+k} = \Phi f_{N+k-1} + \varepsilon$, $\lambda = \exp(o + \mu + \Lambda f)$, counts from
+    the emission.
 
     ``offset`` is the known log-offset of the future windows, broadcastable to (h, m) (default 0);
     with ``parameter_cov`` each draw also draws $(\mu_\ell, \Lambda_\ell)$ (see
@@ -150,13 +154,14 @@ def forecast(
         + mu[:, None, :]
         + jnp.einsum("shk,slk->shl", f, jnp.broadcast_to(Lambda, (num_draws, *params.Lambda.shape)))
     )
-    counts = jax.random.poisson(k_counts, jnp.exp(jnp.minimum(log_rate, 60.0))).astype(dtype)
+    counts = emissions.sample_counts(k_counts, log_rate, params.log_dispersion)
     return Forecast(f, log_rate, counts)
 
 
 class Imputation(NamedTuple):
     """Posterior draws for a fitted panel: ``f`` (S, N, q); ``counts`` (S, N, m) with observed
-    cells as observed and missing cells drawn from Poisson($\\lambda$); ``proportions``
+    cells as observed and missing cells drawn from the emission (Poisson or negative binomial
+    with mean $\\lambda$); ``proportions``
     (S, N, m) $p_i = \\mathrm{softmax}(o_i + \\mu + \\Lambda f_i)$ over locations."""
 
     f: jax.Array
@@ -179,7 +184,7 @@ def impute(
     mu, Lambda = _draw_parameters(k_theta, params, parameter_cov, num_draws)
     Lambda = jnp.broadcast_to(Lambda, (num_draws, *params.Lambda.shape))
     log_rate = panel.offset + mu[:, None, :] + jnp.einsum("snk,slk->snl", f, Lambda)
-    drawn = jax.random.poisson(k_x, jnp.exp(jnp.minimum(log_rate, 60.0))).astype(panel.counts.dtype)
+    drawn = emissions.sample_counts(k_x, log_rate, params.log_dispersion)
     counts = jnp.where(panel.mask, panel.counts, drawn)
     proportions = jax.nn.softmax(log_rate, axis=-1)
     return Imputation(f, counts, proportions)
@@ -194,38 +199,56 @@ def predictive_log_likelihood(
     num_nodes: int = 48,
     parameter_cov=None,
 ) -> jax.Array:
-    r"""$\log \int \mathrm{Poisson}(X_i(\ell) \mid e^\eta)\, N(\eta; E\eta_{i\ell},
-    \mathrm{Var}\,\eta_{i\ell})\, d\eta$ per held-out cell by Gauss-Hermite quadrature; NaN
-    where ``heldout_mask`` is False. (N, m). ``parameter_cov``: see :func:`log_rate_moments`."""
+    r"""$\log \int p(X_i(\ell) \mid \eta)\, N(\eta; E\eta_{i\ell},
+    \mathrm{Var}\,\eta_{i\ell})\, d\eta$ per held-out cell by Gauss-Hermite quadrature, $p$ the
+    fit's emission; NaN where ``heldout_mask`` is False. (N, m). ``offset``: the fit's
+    :class:`~jaxssm.params.Panel` or its offset array (a fit's own
+    :meth:`~jaxssm.fit.LaplaceEMResult.log_predictive` passes both for you).
+    ``parameter_cov``: see :func:`log_rate_moments`."""
     mean, var = log_rate_moments(params, posterior, offset, parameter_cov)
     x = jnp.nan_to_num(jnp.asarray(counts, mean.dtype))
-    nodes, weights = np.polynomial.hermite.hermgauss(num_nodes)
-    nodes = jnp.asarray(nodes, mean.dtype)
-    log_w = jnp.asarray(np.log(weights) - 0.5 * np.log(np.pi), mean.dtype)
-    eta = mean[..., None] + jnp.sqrt(2.0 * var)[..., None] * nodes
-    logp = x[..., None] * eta - jnp.exp(eta) - gammaln(x + 1.0)[..., None]
-    value = logsumexp(logp + log_w, axis=-1)
+    value = emissions.predictive_log_pmf(x, mean, var, params.log_dispersion, num_nodes)
     return jnp.where(jnp.asarray(heldout_mask), value, jnp.nan)
 
 
 class FactorSelection(NamedTuple):
-    r"""``table``: one row per q with the mean held-out log-likelihood per cell, its standard
-    error, the MAP-EM objective and the Laplace approximation of $\log p(X \mid \hat\theta)$ on
-    the training cells, and the fit's status; ``best``: the q
-    with the highest held-out log-likelihood; ``heldout``: the (N, m) held-out mask;
-    ``cell_loglik``: (len(candidates), held-out cells) the log predictive density of each
-    held-out cell under each q (for paired comparisons)."""
+    r"""The choice of q and the emission by held-out cells.
+
+    ``table``: one row per candidate (``num_factors``, ``emission``) with the mean held-out log
+    predictive per cell, its standard error, the number of held-out cells below a log
+    predictive of -50 and the worst one, the MAP-EM objective and the Laplace approximation of
+    $\log p(X \mid \hat\theta)$ on the training cells, iterations and the fits' status;
+    ``best``: the q with the highest held-out log predictive and ``best_emission`` its emission;
+    ``heldout``: the (N, m) held-out mask; ``cell_loglik``: (candidates, held-out cells) the log
+    predictive of each held-out cell under each candidate, rows in the table's order (for paired
+    comparisons)."""
 
     table: pd.DataFrame
     best: int
     heldout: np.ndarray
     cell_loglik: np.ndarray | None = None
+    best_emission: str = "poisson"
 
-    def difference(self, q: int, baseline: int = 0) -> tuple[float, float]:
-        """Mean held-out log-likelihood per cell of q minus ``baseline``, and its paired
-        standard error (the same cells under both)."""
-        qs = list(self.table["num_factors"])
-        d = self.cell_loglik[qs.index(q)] - self.cell_loglik[qs.index(baseline)]
+    def _row(self, q: int, emission: str | None) -> int:
+        emission = emission or self.best_emission
+        rows = self.table.index[
+            (self.table["num_factors"] == q) & (self.table["emission"] == emission)
+        ]
+        if len(rows) == 0:
+            raise KeyError(f"no candidate with q = {q} and emission {emission!r}")
+        return int(self.table.index.get_loc(rows[0]))
+
+    def difference(
+        self, q: int, baseline: int = 0, *, emission: str | None = None,
+        baseline_emission: str | None = None,
+    ) -> tuple[float, float]:  # fmt: skip
+        """Mean held-out log predictive per cell of (q, emission) minus (``baseline``,
+        ``baseline_emission``) (emissions default to the chosen one), and its paired standard
+        error (the same cells under both)."""
+        d = (
+            self.cell_loglik[self._row(q, emission)]
+            - self.cell_loglik[self._row(baseline, baseline_emission)]
+        )
         return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
 
 
@@ -240,6 +263,7 @@ def select_num_factors(
     counts,
     candidates=(0, 1, 2, 3),
     *,
+    emissions: tuple[str, ...] = ("poisson", "negbin"),
     mask=None,
     offset=None,
     holdout_fraction: float = 0.1,
@@ -248,22 +272,28 @@ def select_num_factors(
     parameter_uncertainty: bool = True,
     **fit_options,
 ) -> FactorSelection:
-    """Choose q by the predictive log-likelihood of randomly held-out observed cells.
+    """Choose q and the emission by the predictive log-likelihood of randomly held-out observed
+    cells.
 
-    q = 0 is the static model $\\log\\lambda_{i\\ell} = o_{i\\ell} + \\mu_\\ell$ (with a per-window
-    exposure offset: fixed proportions, time-varying total), so the chosen model is never worse on
+    Every pair of ``candidates`` (numbers of factors) and ``emissions`` (``"poisson"``,
+    ``"negbin"``) is fitted on the training cells and scored on the held-out ones. q = 0 is the
+    static model $\\log\\lambda_{i\\ell} = o_{i\\ell} + \\mu_\\ell$ (with a per-window exposure
+    offset: fixed proportions, time-varying total), so the chosen model is never worse on
     held-out cells than the static one by this criterion. With ``parameter_uncertainty`` the
     predictive distribution of a cell integrates over $(\\mu_\\ell, \\Lambda_\\ell)$ as well
     (:meth:`~jaxssm.fit.LaplaceEMResult.parameter_covariance`), which matters for rare locations.
 
     ``folds = 1`` holds out ``holdout_fraction`` of the observed cells once; ``folds = K > 1``
     is K-fold cross-validation: the observed cells are split at random into K parts, each held
-    out in turn (K fits per q, every cell scored once: more power to see dynamics on sparse
-    panels, where one 10% hold-out leaves few informative cells). The table's training columns
-    are then means over folds.
+    out in turn (K fits per candidate, every cell scored once: more power to see dynamics on
+    sparse panels, where one 10% hold-out leaves few informative cells). The table's training
+    columns are then means over folds.
     """
-    from jaxssm.fit import fit_laplace_em
+    from jaxssm.emissions import check_emission
+    from jaxssm.fit import WORST_CELL, fit_laplace_em
 
+    for emission in emissions:
+        check_emission(emission)
     panel = make_panel(counts, mask, offset)
     observed = np.asarray(panel.mask)
     if folds > 1:
@@ -276,39 +306,44 @@ def select_num_factors(
         parts = [heldout]
     x = np.where(observed, np.asarray(panel.counts), np.nan)
     rows, cells = [], []
-    for q in candidates:
-        per_fold, fits = [], []
-        for part in parts:
-            fit = fit_laplace_em(
-                x,
-                q,
-                mask=observed & ~part,
-                offset=np.asarray(panel.offset),
-                priors=priors,
-                **fit_options,
+    for emission in emissions:
+        for q in candidates:
+            per_fold, fits = [], []
+            for part in parts:
+                fit = fit_laplace_em(
+                    x,
+                    q,
+                    emission=emission,
+                    mask=observed & ~part,
+                    offset=np.asarray(panel.offset),
+                    priors=priors,
+                    check=False,
+                    **fit_options,
+                )
+                scores = fit.log_predictive(x, part, parameter_uncertainty=parameter_uncertainty)
+                per_fold.append(scores[part])
+                fits.append(fit)
+            cell = np.concatenate(per_fold)
+            cell = np.where(np.isfinite(cell), cell, -np.inf)
+            cells.append(cell)
+            rows.append(
+                {
+                    "num_factors": q,
+                    "emission": emission,
+                    "heldout_loglik_per_cell": float(cell.mean()),
+                    "heldout_loglik_se": float(cell.std(ddof=1) / np.sqrt(cell.size))
+                    if np.isfinite(cell).all()
+                    else float("nan"),
+                    "heldout_cells_below_-50": int(np.sum(cell < WORST_CELL)),
+                    "heldout_worst_cell": float(cell.min()),
+                    "train_objective": float(np.mean([f.objective[-1] for f in fits])),
+                    "train_laplace_loglik": float(np.mean([f.posterior.objective for f in fits])),
+                    "iterations": int(np.mean([f.num_iterations for f in fits])),
+                    "status": "; ".join(dict.fromkeys(f.status for f in fits)),
+                }
             )
-            cov = fit.parameter_covariance() if parameter_uncertainty else None
-            per_fold.append(
-                np.asarray(
-                    predictive_log_likelihood(
-                        fit.params, fit.posterior, x, part, fit.panel, parameter_cov=cov
-                    )
-                )[part]
-            )
-            fits.append(fit)
-        cell = np.concatenate(per_fold)
-        cells.append(cell)
-        rows.append(
-            {
-                "num_factors": q,
-                "heldout_loglik_per_cell": float(cell.mean()),
-                "heldout_loglik_se": float(cell.std(ddof=1) / np.sqrt(cell.size)),
-                "train_objective": float(np.mean([f.objective[-1] for f in fits])),
-                "train_laplace_loglik": float(np.mean([f.posterior.objective for f in fits])),
-                "iterations": int(np.mean([f.num_iterations for f in fits])),
-                "status": "; ".join(dict.fromkeys(f.status for f in fits)),
-            }
-        )
     table = pd.DataFrame(rows)
-    best = int(table.loc[table["heldout_loglik_per_cell"].idxmax(), "num_factors"])
-    return FactorSelection(table, best, heldout, np.stack(cells))
+    best_row = table.loc[table["heldout_loglik_per_cell"].idxmax()]
+    return FactorSelection(
+        table, int(best_row["num_factors"]), heldout, np.stack(cells), str(best_row["emission"])
+    )

@@ -7,17 +7,20 @@ integrates over $(\mu, \Lambda, \Phi, f_{1:N})$ jointly — what the reference S
 (``benchmarks/stan/ssm_full.stan``) does — and is the yardstick for held-out prediction. The
 target density is the MAP-EM objective's own model, with a prior on $\Phi$ added:
 
-$$\log p(\mu, \Lambda, \Phi, f_{1:N} \mid X) = \sum_{i,\ell} M_{i\ell}\big[X_i(\ell)\eta_{i\ell}
-  - e^{\eta_{i\ell}} - \log X_i(\ell)!\big] - \tfrac{\tau_\mu}{2}\lVert\mu - \bar\mu\rVert^2
-  - \tfrac{\tau_\Lambda}{2}\lVert\Lambda\rVert_F^2 - \frac{\lVert\Phi\rVert_F^2}{2 s_\Phi^2}
+$$\log p(\mu, \Lambda, \Phi, f_{1:N} \mid X) = \sum_{i,\ell} M_{i\ell}\,
+  \log p(X_i(\ell) \mid \eta_{i\ell}) - \tfrac{\tau_\mu}{2}\lVert\mu - \bar\mu\rVert^2
+  - \tfrac12\sum_{\ell k} P_{\ell k}\Lambda_{\ell k}^2 - \frac{\lVert\Phi\rVert_F^2}{2 s_\Phi^2}
   - \tfrac12\sum_i \lVert z_i\rVert^2 + \text{const},$$
 
 with the innovations $z_1 = L_1^{-1}(f_1 - a_1)$, $z_i = L_Q^{-1}(f_i - \Phi f_{i-1})$
 ($L_1 L_1^\top = P_1$, $L_Q L_Q^\top = Q$; $a_1, P_1, Q$ stay at the fit's values, $Q = I$ by
 default; the map $f \mapsto z$ has a constant Jacobian, so the same expression is the density of
 the non-centred coordinates $(\mu, \Lambda, \Phi, z)$), $\eta_i = o_i + \mu + \Lambda f_i$,
-and the precisions $\tau$ those of the fit's
-:class:`~jaxssm.params.MStepPrior` (0 for a flat prior). Without a prior on $\Phi$ the warm-up
+and the precisions $\tau_\mu$, $P_{\ell k}$ those of the fit's
+:class:`~jaxssm.params.MStepPrior` (0 for a flat prior; learned loading scales stay at their
+empirical-Bayes values). With the negative binomial emission the dispersions
+$\psi_\ell = \log\phi_\ell$ are sampled too, under the fit's
+$N(\bar\psi, s_\psi^2)$ prior. Without a prior on $\Phi$ the warm-up
 can wander into explosive transitions where the rates overflow (Laplace-EM bounds
 $\lVert\Phi\rVert_2 \le 1$ instead).
 
@@ -39,21 +42,23 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import gammaln, logsumexp
+from jax.scipy.special import logsumexp
 
-from jaxssm.model import ETA_MAX
+from jaxssm import emissions
+from jaxssm.emissions import ETA_MAX
 from jaxssm.params import MStepPrior, Panel, Params
 
 
 class Unconstrained(NamedTuple):
     """The sampled coordinates: ``mu`` (m,), ``Lambda`` (m, q), ``Phi`` (q, q) and ``latent``
     (N, q) — the trajectory $f_{1:N}$ itself (centred) or its standardised innovations $z$
-    (non-centred)."""
+    (non-centred); ``log_dispersion`` (m,) for the negative binomial, else None."""
 
     mu: jax.Array
     Lambda: jax.Array
     Phi: jax.Array
     latent: jax.Array
+    log_dispersion: jax.Array | None = None
 
 
 PARAMETRIZATIONS = ("centered", "noncentered")
@@ -100,9 +105,9 @@ def log_density(
     constant $\log\det L_1 L_Q^{N-1}$)."""
     f = trajectory(theta, params, centered)
     eta = panel.offset + theta.mu + f @ theta.Lambda.T
-    rate = jnp.exp(jnp.minimum(eta, ETA_MAX))
-    x = panel.counts
-    loglik = jnp.sum(jnp.where(panel.mask, x * eta - rate - gammaln(x + 1.0), 0.0))
+    psi = theta.log_dispersion
+    value = emissions.log_density(panel.counts, eta, psi)
+    loglik = jnp.sum(jnp.where(panel.mask, value, 0.0))
     z = _innovations(f, theta.Phi, params) if centered and f.shape[-1] else theta.latent
     log_prior = (
         -0.5 * jnp.sum(prior.mu_precision * (theta.mu - prior.mu_mean) ** 2)
@@ -110,6 +115,10 @@ def log_density(
         - 0.5 * jnp.sum(theta.Phi**2) / transition_scale**2
         - 0.5 * jnp.sum(z**2)
     )
+    if psi is not None:
+        log_prior = log_prior - 0.5 * prior.dispersion_precision * jnp.sum(
+            (psi - prior.dispersion_mean) ** 2
+        )
     return loglik + log_prior
 
 
@@ -117,7 +126,7 @@ class FullPosterior(NamedTuple):
     """Draws of the full posterior, chains concatenated: ``mu`` (S, m), ``Lambda`` (S, m, q),
     ``Phi`` (S, q, q), ``f`` (S, N, q); ``diverging`` (S,) and ``num_steps`` (S,) (leapfrog
     steps) per draw; ``offset`` (N, m) the fit's log-offset; ``num_chains``; ``seconds`` of
-    warm-up plus sampling."""
+    warm-up plus sampling; ``log_dispersion`` (S, m) for the negative binomial, else None."""
 
     mu: np.ndarray
     Lambda: np.ndarray
@@ -128,6 +137,7 @@ class FullPosterior(NamedTuple):
     offset: np.ndarray
     num_chains: int
     seconds: float
+    log_dispersion: np.ndarray | None = None
 
     @property
     def num_draws(self) -> int:
@@ -142,11 +152,13 @@ class FullPosterior(NamedTuple):
         return np.exp(np.minimum(self.log_rates(), ETA_MAX)).mean(axis=0)
 
     def predictive_log_likelihood(self, counts, heldout_mask) -> np.ndarray:
-        r"""$\log \frac1S \sum_s \mathrm{Poisson}(X_i(\ell) \mid \lambda^{(s)}_{i\ell})$ per
-        held-out cell, (N, m); NaN where ``heldout_mask`` is False."""
+        r"""$\log \frac1S \sum_s p(X_i(\ell) \mid \eta^{(s)}_{i\ell}, \psi^{(s)}_\ell)$ per
+        held-out cell (Poisson or negative binomial), (N, m); NaN where ``heldout_mask`` is
+        False."""
         eta = self.log_rates()
         x = np.nan_to_num(np.asarray(counts, float))
-        logp = x * eta - np.exp(np.minimum(eta, ETA_MAX)) - np.asarray(gammaln(x + 1.0))
+        psi = None if self.log_dispersion is None else self.log_dispersion[:, None, :]
+        logp = np.asarray(emissions.log_density(x, eta, psi))
         value = np.asarray(logsumexp(logp, axis=0)) - np.log(self.num_draws)
         return np.where(np.asarray(heldout_mask, bool), value, np.nan)
 
@@ -180,7 +192,7 @@ def _start(fit, centered: bool = True) -> Unconstrained:
     p = fit.params
     f = jnp.asarray(fit.posterior.mean)
     latent = f if centered or p.num_factors == 0 else _innovations(f, p.Phi, p)
-    return Unconstrained(p.mu, p.Lambda, p.Phi, latent)
+    return Unconstrained(p.mu, p.Lambda, p.Phi, latent, p.log_dispersion)
 
 
 def sample_full_posterior(
@@ -243,7 +255,7 @@ def sample_full_posterior(
         theta = Unconstrained(**theta)
         return -log_density(theta, panel, prior, params, transition_scale, centered)
 
-    start = _start(fit, centered)._asdict()
+    start = {k: v for k, v in _start(fit, centered)._asdict().items() if v is not None}
     if num_chains > 1:
         start = jax.tree.map(lambda a: jnp.broadcast_to(a, (num_chains, *a.shape)), start)
     kernel = NUTS(
@@ -277,4 +289,5 @@ def sample_full_posterior(
         offset=np.asarray(panel.offset),
         num_chains=num_chains,
         seconds=seconds,
+        log_dispersion=None if theta.log_dispersion is None else np.asarray(theta.log_dispersion),
     )

@@ -45,9 +45,11 @@ def random_params(
 
 
 def simulate_panel(seed: int, params: Params, num_windows: int, offset=None) -> SimulatedPanel:
-    """Draw $f_{1:N}$ and counts from the model."""
+    r"""Draw $f_{1:N}$ and counts from the model: Poisson, or negative binomial with mean
+    $\lambda$ and variance $\lambda + \phi_\ell\lambda^2$ when ``params.log_dispersion`` is set
+    (a gamma-Poisson mixture)."""
     rng = np.random.default_rng(seed)
-    mu, Lambda, Phi, Q, a1, P1 = (np.asarray(a, np.float64) for a in params)
+    mu, Lambda, Phi, Q, a1, P1 = (np.asarray(a, np.float64) for a in params[:6])
     q = Lambda.shape[1]
     f = np.zeros((num_windows, q))
     if q:
@@ -56,5 +58,9 @@ def simulate_panel(seed: int, params: Params, num_windows: int, offset=None) -> 
         for i in range(1, num_windows):
             f[i] = Phi @ f[i - 1] + chol @ rng.normal(size=q)
     log_rate = mu + f @ Lambda.T + (0.0 if offset is None else offset)
-    counts = rng.poisson(np.exp(log_rate)).astype(float)
-    return SimulatedPanel(counts, f, log_rate, Params(mu, Lambda, Phi, Q, a1, P1))
+    rate = np.exp(log_rate)
+    if params.log_dispersion is not None:
+        phi = np.exp(np.asarray(params.log_dispersion, np.float64))
+        rate = rate * rng.gamma(1.0 / phi, phi, size=rate.shape)
+    counts = rng.poisson(rate).astype(float)
+    return SimulatedPanel(counts, f, log_rate, params)

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import pandas as pd
 
+from jaxssm.drift import DriftTest, drift_test, format_p
 from jaxssm.fit import LaplaceEMResult, fit_laplace_em
 from jaxssm.forecast import FactorSelection, select_num_factors
 from jaxssm.locations import LocationNormalizer, country_name, default_gazetteer
@@ -47,6 +48,7 @@ class AnalysisSettings:
             :mod:`jaxssm.stargazers.regions`.
         region_level: the grouping for region shares and forecasts.
         candidates: numbers of factors q compared on held-out cells (0 = static model).
+        emissions: emissions compared with them (``"poisson"``, ``"negbin"``).
         folds: q is chosen by K-fold cross-validation over the observed cells (every cell
             held out once); 1 holds out ``holdout_fraction`` of them once.
         holdout_fraction: share of the observed cells held out when ``folds`` is 1.
@@ -63,6 +65,7 @@ class AnalysisSettings:
     level: str = "country"
     region_level: str = "subregion"
     candidates: tuple[int, ...] = (0, 1, 2, 3)
+    emissions: tuple[str, ...] = ("poisson", "negbin")
     folds: int = 5
     holdout_fraction: float = 0.1
     num_imputations: int = 1000
@@ -83,6 +86,7 @@ class StargazerAnalysis:
     settings: AnalysisSettings
     created_at: pd.Timestamp
     homogeneity: HomogeneityTest | None = None
+    drift: DriftTest | None = None
     selection: FactorSelection | None = None
     fit: LaplaceEMResult | None = None
     imputation: LocationImputation | None = None
@@ -118,25 +122,88 @@ class StargazerAnalysis:
     def model_comparison(self) -> dict:
         """The best dynamic model (q > 0) against the static one on held-out cells (paired)."""
         sel = self.selection
-        table = sel.table.set_index("num_factors")["heldout_loglik_per_cell"]
-        dynamic = int(table[table.index > 0].idxmax()) if (table.index > 0).any() else 0
-        diff, se = sel.difference(dynamic, 0) if dynamic else (0.0, 0.0)
+        table = sel.table
+        score = table["heldout_loglik_per_cell"]
+        static = table.loc[score[table["num_factors"] == 0].idxmax()]
+        dynamic_rows = table["num_factors"] > 0
+        dynamic, emission = 0, str(static["emission"])
+        diff, se = 0.0, 0.0
+        if dynamic_rows.any():
+            row = table.loc[score[dynamic_rows].idxmax()]
+            dynamic, emission = int(row["num_factors"]), str(row["emission"])
+            diff, se = sel.difference(
+                dynamic, 0, emission=emission, baseline_emission=str(static["emission"])
+            )
         cells = int(sel.heldout.sum())
         return {
             "best_q": int(sel.best),
+            "best_emission": sel.best_emission,
             "best_dynamic_q": dynamic,
+            "best_dynamic_emission": emission,
+            "static_emission": str(static["emission"]),
             "difference_per_cell": diff,
             "difference_se": se,
             "heldout_cells": cells,
             "difference_total": diff * cells,
         }
 
+    def geography_verdict(self, alpha: float = 0.05) -> str:
+        """Has the geography changed? The drift test (a smooth trend in the shares of a few
+        locations) and G² (any change), corrected for using two tests: a test rejects when its
+        p-value is at most alpha/2, or when both are at most alpha (Hochberg's step-up form of
+        Holm's correction, valid for these positively dependent tests). The geography changed
+        when either rejects."""
+        names = "countries" if self.settings.level == "country" else "regions"
+        drift, g2 = self.drift, self.homogeneity
+        if drift is None or not (drift.testable and g2.testable):
+            return g2.verdict(alpha=alpha, locations=names)
+        both = max(drift.p_value, g2.p_value) <= alpha
+        drift_found = both or drift.p_value <= alpha / 2
+        g2_found = both or g2.p_value <= alpha / 2
+        level = f"{100 * alpha:g}% level, corrected for using two tests"
+        smooth = f"a smooth trend in the shares of a few {names}"
+        if drift_found and g2_found:
+            head = (
+                f"The geography changed over time: both the drift test, which looks for {smooth},"
+                f" and the G² test, which looks for any change, reject ({level})."
+            )
+        elif drift_found:
+            head = (
+                f"The geography changed over time: the drift test finds {smooth}, while the G²"
+                " test for any change does not (its power is spread over"
+                f" {g2.df:,} degrees of freedom, most of them in cells that did not move); {level}."
+            )
+        elif g2_found:
+            head = (
+                "The geography changed over time: the G² test finds a change, but the drift test"
+                f" does not see it as {smooth} (it may be a jump, a cycle or many small moves);"
+                f" {level}."
+            )
+        else:
+            head = (
+                "No evidence that the geography changed over time: neither the drift test for"
+                f" {smooth} nor the G² test for any change rejects ({level})."
+            )
+        g2_numbers = (
+            f"G² test: {g2.statistic_name} = {g2.statistic:,.1f} (df = {g2.df:,}), Monte Carlo"
+            f" p = {format_p(g2.p_value)} ({g2.num_draws:,} tables with the same margins);"
+            f" Cramér's V = {g2.cramers_v:.3f} against {g2.cramers_v_null:.3f} expected with no"
+            " change."
+        )
+        return " ".join(
+            [
+                head,
+                f"Drift test: {drift.evidence(names)}.",
+                g2_numbers,
+                drift.movers_sentence(alpha, names) + drift.left_out(names),
+            ]
+        )
+
     def verdict(self) -> str:
         """The seed's question answered in plain words, with the numbers behind it."""
         parts = []
         if self.homogeneity is not None:
-            names = "countries" if self.settings.level == "country" else "regions"
-            parts.append(self.homogeneity.verdict(alpha=0.05, locations=names))
+            parts.append(self.geography_verdict(alpha=0.05))
         if self.selection is not None:
             c = self.model_comparison()
             if c["best_dynamic_q"] == 0:
@@ -144,20 +211,25 @@ class StargazerAnalysis:
             else:
                 z = c["difference_per_cell"] / c["difference_se"] if c["difference_se"] else 0.0
                 better = "better" if c["difference_per_cell"] > 0 else "worse"
+                noun = {"poisson": "Poisson", "negbin": "negative binomial"}
                 parts.append(
                     f"On {c['heldout_cells']:,} held-out cells the dynamic factor model with "
-                    f"q = {c['best_dynamic_q']} predicts {better} than the static model (fixed "
-                    f"proportions): {c['difference_per_cell']:+.4f} nats per cell "
+                    f"q = {c['best_dynamic_q']} ({noun[c['best_dynamic_emission']]}) predicts "
+                    f"{better} than the static model (fixed proportions): "
+                    f"{c['difference_per_cell']:+.4f} nats per cell "
                     f"(± {c['difference_se']:.4f}, z = {z:.1f}; "
                     f"{c['difference_total']:+.1f} in total)"
                     + ("; a difference within its noise." if abs(z) < 2 else ".")
                 )
+                emission = noun[c["best_emission"]]
                 if c["best_q"] == 0:
-                    parts.append("The imputation uses the static model, which predicts best.")
+                    parts.append(
+                        f"The imputation uses the static model ({emission}), which predicts best."
+                    )
                 else:
                     parts.append(
-                        f"The imputation uses the dynamic model with q = {c['best_q']}, "
-                        "which predicts held-out cells best"
+                        f"The imputation uses the dynamic model with q = {c['best_q']} "
+                        f"({emission}), which predicts held-out cells best"
                         + (" (by a margin within its noise)." if abs(z) < 2 else ".")
                     )
         return " ".join(parts)
@@ -256,6 +328,11 @@ def analyze(
         kept.astype(int), num_draws=settings.homogeneity_draws, seed=settings.seed
     )
     done("homogeneity test", f"p = {result.homogeneity.p_value:.4g}")
+    step("drift test")
+    result.drift = drift_test(
+        kept.astype(int), num_draws=settings.homogeneity_draws, seed=settings.seed
+    )
+    done("drift test", f"p = {result.drift.p_value:.4g}")
 
     offset, observed = _log_offset(windows.located.to_numpy(), m)
     step("choosing q")
@@ -263,18 +340,20 @@ def analyze(
         k_sel,
         X,
         candidates=settings.candidates,
+        emissions=settings.emissions,
         mask=observed,
         offset=offset,
         holdout_fraction=settings.holdout_fraction,
         folds=settings.folds,
         max_iterations=settings.max_iterations,
     )
-    done("choosing q", f"q = {result.selection.best}")
+    done("choosing q", f"q = {result.selection.best}, {result.selection.best_emission}")
 
     step("fit")
     result.fit = fit_laplace_em(
         X,
         result.selection.best,
+        emission=result.selection.best_emission,
         mask=observed,
         offset=offset,
         max_iterations=settings.max_iterations,

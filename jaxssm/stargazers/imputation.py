@@ -2,7 +2,12 @@ r"""Locations for the stargazers who did not give one, and shares ahead of the d
 
 Missing at random within a window: a stargazer of window $i$ without a usable location is
 located like the located stargazers of the same window, with proportions
-$p_i = \mathrm{softmax}(\mu + \Lambda f_i)$ over the $m$ locations. Each imputation draws
+$p_i = \mathrm{softmax}(\mu + \Lambda f_i)$ over the $m$ locations. With the negative binomial
+emission a cell's realised intensity is $\lambda_{i\ell} G_{i\ell}$ with a gamma shock
+$G \sim \mathrm{Gamma}(r_\ell, r_\ell)$ (mean 1, variance $\phi_\ell$), and the located count
+of the cell tells about it: $G \mid X \sim \mathrm{Gamma}(r_\ell + X_{i\ell},\ r_\ell +
+\lambda_{i\ell})$; the proportions are then $p_i \propto \lambda_i G_i$, drawn with $G$. Each
+imputation draws
 $f_{1:N}$ from the Laplace posterior (and, by default, $(\mu_\ell, \Lambda_\ell)$ from their
 Laplace approximation), then the $U_i$ missing locations of every window from
 $\mathrm{Multinomial}(U_i, p_i)$; the completed counts are $X_i + $ the draw. The seed's simple
@@ -114,11 +119,28 @@ def _multinomial_draws(rng: np.random.Generator, missing: np.ndarray, p: np.ndar
     return rng.multinomial(n, p).astype(np.int64)
 
 
+def gamma_shocks(key: jax.Array, fit: LaplaceEMResult, log_rate, counts=None, mask=None):
+    r"""$\log G$ for the negative binomial's cell shocks, shaped like ``log_rate`` (S, n, m):
+    from $\mathrm{Gamma}(r + X, r + \lambda)$ where ``mask`` marks an observed count, else from the
+    prior $\mathrm{Gamma}(r, r)$. Zero for the Poisson."""
+    if fit.params.log_dispersion is None:
+        return jnp.zeros_like(log_rate)
+    r = jnp.exp(-fit.params.log_dispersion)
+    x = jnp.zeros_like(log_rate) if counts is None else jnp.where(mask, counts, 0.0)
+    rate = jnp.exp(jnp.minimum(log_rate, 60.0))
+    rate = rate if mask is None else jnp.where(mask, rate, 0.0)
+    shape = jnp.broadcast_to(r + x, log_rate.shape)
+    g = jax.random.gamma(key, shape, dtype=log_rate.dtype)
+    return jnp.log(jnp.maximum(g, jnp.finfo(log_rate.dtype).tiny)) - jnp.log(r + rate)
+
+
 def proportion_draws(
     key: jax.Array, fit: LaplaceEMResult, num_draws: int, parameter_uncertainty: bool = True
 ) -> np.ndarray:
-    r"""Draws of $p_i = \mathrm{softmax}(\mu + \Lambda f_i)$, (S, N, m), from the Laplace
-    posterior of a fit (the per-window log-offset cancels in the softmax)."""
+    r"""Draws of $p_i = \mathrm{softmax}(\mu + \Lambda f_i)$ (times the gamma shocks given the
+    located counts, for the negative binomial), (S, N, m), from the Laplace posterior of a fit
+    (the per-window log-offset cancels in the softmax)."""
+    key, k_g = jax.random.split(key)
     k_f, k_theta = jax.random.split(key)
     cov = fit.parameter_covariance() if parameter_uncertainty else None
     mu, Lambda = _draw_parameters(k_theta, fit.params, cov, num_draws)
@@ -129,6 +151,8 @@ def proportion_draws(
     else:
         N = fit.panel.counts.shape[0]
         eta = jnp.broadcast_to(mu[:, None, :], (num_draws, N, fit.params.mu.shape[-1]))
+    panel = fit.panel
+    eta = eta + gamma_shocks(k_g, fit, panel.offset + eta, panel.counts, panel.mask)
     return np.asarray(jax.nn.softmax(eta, axis=-1), np.float64)
 
 
@@ -236,9 +260,10 @@ def forecast_shares(
     parameter_uncertainty: bool = True,
 ) -> ShareForecast:
     r"""$p_{N+k} = \mathrm{softmax}(\mu + \Lambda f_{N+k})$, $k = 1..h$, with $f$ run forward
-    from its Laplace posterior at $N$ through $f_{N+k} = \Phi f_{N+k-1} + \varepsilon$."""
+    from its Laplace posterior at $N$ through $f_{N+k} = \Phi f_{N+k-1} + \varepsilon$ (times
+    prior gamma shocks for the negative binomial: the shares of the stargazers who will come)."""
+    key, k_g = jax.random.split(key)
     cov = fit.parameter_covariance() if parameter_uncertainty else None
     fc = forecast(key, fit.params, fit.posterior, horizon, num_draws, parameter_cov=cov)
-    return ShareForecast(
-        np.asarray(jax.nn.softmax(fc.log_rate, axis=-1), np.float64), list(locations)
-    )
+    log_rate = fc.log_rate + gamma_shocks(k_g, fit, fc.log_rate)
+    return ShareForecast(np.asarray(jax.nn.softmax(log_rate, axis=-1), np.float64), list(locations))

@@ -130,7 +130,9 @@ def test_forecast_moments_and_calibration(heldout_fit, key):
 
 def test_select_num_factors_prefers_dynamics_when_present(truth, key):
     sim = simulate_panel(10, truth, N)
-    choice = select_num_factors(key, sim.counts, candidates=(0, 1, 2), max_iterations=300)
+    choice = select_num_factors(
+        key, sim.counts, candidates=(0, 1, 2), emissions=("poisson",), max_iterations=300
+    )
     table = choice.table.set_index("num_factors")
     assert choice.best >= 1
     # the Laplace log-likelihood of the training cells rises from the static model to the true q

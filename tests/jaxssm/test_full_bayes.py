@@ -21,7 +21,7 @@ from jaxssm.full_bayes import (
 
 def numpy_log_density(theta, counts, mask, offset, prior, params, s_phi):
     """The module docstring's density with explicit loops."""
-    mu, Lam, Phi, z = (np.asarray(a, float) for a in theta)
+    mu, Lam, Phi, z = (np.asarray(a, float) for a in theta[:4])
     a1, P1, Q = (np.asarray(a, float) for a in (params.a1, params.P1, params.Q))
     N, q = z.shape
     f = np.zeros((N, q))
@@ -34,7 +34,8 @@ def numpy_log_density(theta, counts, mask, offset, prior, params, s_phi):
             if mask[i, ell]:
                 eta = offset[i, ell] + mu[ell] + Lam[ell] @ f[i]
                 total += counts[i, ell] * eta - np.exp(eta) - special.gammaln(counts[i, ell] + 1)
-    m0, tm, tl = (np.asarray(a, float) for a in prior)
+    m0, tm, tl = (np.asarray(a, float) for a in (prior.mu_mean, prior.mu_precision,
+                                                   prior.loading_precision))  # fmt: skip
     total -= 0.5 * np.sum(tm * (mu - m0) ** 2) + 0.5 * np.sum(tl * Lam**2)
     total -= 0.5 * np.sum(Phi**2) / s_phi**2 + 0.5 * np.sum(z**2)
     return total

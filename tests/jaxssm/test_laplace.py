@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxssm import Params, laplace_posterior, make_panel, random_params, simulate_panel
 from jaxssm import block_tridiag as bt
+from jaxssm import laplace_posterior, make_panel, random_params, simulate_panel
 from jaxssm.laplace import (
     CONVERGED,
     dense_laplace_posterior,
@@ -30,7 +30,7 @@ def problem():
     counts[5] = np.nan  # a missing window
     offset = rng.normal(0, 0.3, size=(N, M))
     panel = make_panel(counts, offset=offset)
-    params = Params(*(jnp.asarray(a) for a in true))
+    params = jax.tree.map(jnp.asarray, true)
     return panel, params, sim
 
 
@@ -81,7 +81,7 @@ def test_newton_survives_a_bad_start_and_large_counts(problem):
 def kalman_rts(y, mask, params, r):
     """Plain NumPy Kalman filter + RTS smoother with missing cells dropped from each update;
     returns smoothed means, covariances, lag-one covariances Cov(f_i, f_{i-1}) and log p(y)."""
-    mu, Lam, Phi, Qm, a1, P1 = (np.asarray(a) for a in params)
+    mu, Lam, Phi, Qm, a1, P1 = (np.asarray(a) for a in params[:6])
     n, q = y.shape[0], Lam.shape[1]
     m_f, P_f, m_p, P_p = [], [], [], []
     loglik = 0.0

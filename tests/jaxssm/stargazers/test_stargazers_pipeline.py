@@ -50,6 +50,8 @@ def test_imputation_covers_the_truth_and_beats_the_baseline_under_drift(runs):
     for seed in (1, 2):
         sim, analysis = runs[True, seed]
         assert analysis.homogeneity.p_value < 0.05  # the drift is there to be seen
+        assert analysis.drift.p_value < 0.05  # by the drift test too
+        assert analysis.verdict().startswith("The geography changed over time")
         assert analysis.selection.best == 1  # and cross-validation chooses the dynamics
         s = _scores(sim, analysis)
         coverage.append((s["model"][0], s["baseline"][0]))
@@ -65,6 +67,7 @@ def test_without_drift_the_model_ties_the_baseline(runs):
     for seed in (1, 2):
         sim, analysis = runs[False, seed]
         assert analysis.selection.best == 0
+        assert analysis.drift is not None and analysis.drift.num_draws == 199
         s = _scores(sim, analysis)
         assert s["model"][0] >= 0.82 and s["baseline"][0] >= 0.82, s
         assert abs(s["model"][1] - s["baseline"][1]) <= 0.1 * s["baseline"][1], s
@@ -107,8 +110,10 @@ def test_forecast_shares_follow_the_trend(runs):
     assert first.share_low <= last_true * 1.3 and first.share_high >= last_true / 1.3
     # and above Brazil's average share over the period (it rose); an AR(1) factor without a
     # drift term reverts toward the long-run mean, so the forecast sits below the last share
+    # (measured: 0.0758 against an average of 0.0689 and a last true share of 0.092; the
+    # learned loading scales shrink the movers' loadings a little more than the fixed prior did)
     average = sim.counts[:, sim.countries.index("BR")].sum() / sim.counts.sum()
-    assert first.share_mean > 1.1 * average
+    assert first.share_mean > 1.07 * average
 
 
 def test_report_cli_writes_every_table_and_an_html_page(runs, tmp_path, capsys):
@@ -156,6 +161,13 @@ def test_report_cli_writes_every_table_and_an_html_page(runs, tmp_path, capsys):
     assert set(users.user) == set(sim.truth.user[sim.truth.hidden])
     test = json.loads((out / "stationarity.json").read_text())
     assert test["homogeneity"]["p_value"] < 0.05
+    drift = test["drift_test"]
+    for key in ("statistic", "p_value", "df", "max_z", "max_z_p_value", "score_p_value",
+                "asymptotic_p_value", "num_draws", "num_windows", "num_locations"):  # fmt: skip
+        assert key in drift, key
+    assert drift["p_value"] < 0.05 and drift["df"] == drift["num_locations"] - 1
+    assert drift["num_draws"] == test["homogeneity"]["num_draws"]
+    assert "drift test" in html and "Has the geography changed over time?" in html
     assert "wrote" in capsys.readouterr().out
 
 
