@@ -2,9 +2,11 @@
 
 ``jaxssm locations IN --column location --out OUT`` normalizes free-text locations;
 ``jaxssm stargazers fetch OWNER/REPO --out FILE`` downloads a repository's stargazers;
-``jaxssm report STARGAZERS --out DIR`` runs the whole analysis and writes the report.
+``jaxssm report STARGAZERS --out DIR`` runs the whole analysis and writes the report;
+``jaxssm fit COUNTS --out DIR`` fits the model to a wide table of counts.
 
-No logic lives here: arguments become calls into :mod:`jaxssm.locations`.
+No logic lives here: arguments become calls into :mod:`jaxssm.locations`,
+:mod:`jaxssm.stargazers` and :mod:`jaxssm.fitting_cli`.
 """
 
 from __future__ import annotations
@@ -69,7 +71,70 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seed", type=int, default=0)
     _add_llm_arguments(rep)
     rep.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    _add_fit_parser(sub)
     return parser
+
+
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, unless it has none (None) or is a flag."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _add_fit_parser(sub) -> None:
+    fit = sub.add_parser(
+        "fit",
+        help="fit the model to a wide table of counts (windows x locations); tables and figures",
+        description="COUNTS is a CSV, TSV or Parquet table: the first column the window label, "
+        "one column per location, one row per window in time order, an empty cell = missing. "
+        "Writes summary.json, params/, expected_counts.csv, imputation.csv, forecast.csv "
+        "(--horizon), selection.csv (auto), heldout_scores.csv and heldout_score.json "
+        "(--heldout) and figures/ into --out, each file as soon as it is computed. Exit codes: 0 "
+        "done, 2 bad input, 3 not converged or a figure failed, 1 a file could not be written, "
+        "130 interrupted. Computes in float64.",
+        formatter_class=_ShowDefaults,
+    )
+    fit.add_argument("counts", type=Path, metavar="COUNTS", help="wide table of counts")
+    fit.add_argument("--out", required=True, type=Path, help="output folder")
+    fit.add_argument(
+        "--factors",
+        default="auto",
+        help="number of factors q, or auto: chosen by cross-validation over --candidates",
+    )
+    fit.add_argument("--candidates", default="0,1,2,3", help="the q compared by --factors auto")
+    fit.add_argument(
+        "--emission",
+        default="auto",
+        choices=("auto", "poisson", "negbin"),
+        help="count distribution; auto compares both in the cross-validation",
+    )
+    fit.add_argument("--folds", type=int, default=5, help="cross-validation folds of auto")
+    fit.add_argument("--horizon", type=int, default=0, help="windows to forecast (0: none)")
+    fit.add_argument(
+        "--heldout",
+        type=Path,
+        default=None,
+        help="table like COUNTS with counts in the cells to score, empty elsewhere; those cells "
+        "are left out of the fit (COUNTS may leave them empty or hold the same counts)",
+    )
+    fit.add_argument(
+        "--offset",
+        type=Path,
+        default=None,
+        help="table like COUNTS of known log-offsets (log exposure), every cell filled; "
+        "forecasts hold the last window's offset",
+    )
+    fit.add_argument("--draws", type=int, default=1000, help="draws for imputation and forecast")
+    fit.add_argument("--seed", type=int, default=0, help="random seed")
+    fit.add_argument("--max-iterations", type=int, default=1000, help="EM iteration limit")
+    fit.add_argument(
+        "--allow-unconverged", action="store_true", help="exit 0 even if the fit is not converged"
+    )
+    fit.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,6 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_locations(args)
     if args.command == "report":
         return run_report(args)
+    if args.command == "fit":
+        from jaxssm.fitting_cli import run_fit
+
+        return run_fit(args)
     if args.command == "stargazers":
         from jaxssm.stargazers.fetch import run_fetch
 

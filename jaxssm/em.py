@@ -43,6 +43,7 @@ import jax.numpy as jnp
 from jaxssm import block_tridiag as bt
 from jaxssm.laplace import (
     CONVERGED,
+    MAX_STEPS,
     NON_FINITE,
     LaplacePosterior,
     check_solver,
@@ -278,7 +279,8 @@ class Cycle(NamedTuple):
     point evaluated in the cycle (``best_params``, ``best_prior``, ``best_f``, its E-step
     ``best_posterior``, ``best_objective``); ``objective`` the last objective evaluated; the
     E-steps' Newton
-    ``newton_steps`` (sum) and ``newton_status`` (worst); ``step_max`` for the next cycle;
+    ``newton_steps`` (sum), ``newton_status`` (worst) and ``newton_limit_hits`` (how many stopped
+    at the step limit); ``step_max`` for the next cycle;
     ``accepted`` whether the extrapolation was kept; ``alpha`` the step length used."""
 
     params: Params
@@ -292,6 +294,7 @@ class Cycle(NamedTuple):
     objective: jax.Array
     newton_steps: jax.Array
     newton_status: jax.Array
+    newton_limit_hits: jax.Array
     step_max: jax.Array
     accepted: jax.Array
     alpha: jax.Array
@@ -363,6 +366,7 @@ def squarem_cycle(
         objective=jnp.where(accepted, jx, j1),
         newton_steps=jnp.sum(posteriors.num_steps),
         newton_status=jnp.max(posteriors.status),
+        newton_limit_hits=jnp.sum(posteriors.status == MAX_STEPS),
         step_max=new_step_max,
         accepted=accepted,
         alpha=alpha,
@@ -441,6 +445,7 @@ class LoopResult(NamedTuple):
     evaluations: jax.Array
     code: jax.Array
     trace: EMTrace
+    newton_limit_hits: jax.Array
 
 
 def loop_step(panel, params, f, prior, settings, step_max):
@@ -457,6 +462,7 @@ def loop_step(panel, params, f, prior, settings, step_max):
         best_f=s.posterior.mean, best_posterior=s.posterior, best_objective=objective,
         objective=objective,
         newton_steps=s.posterior.num_steps, newton_status=s.posterior.status,
+        newton_limit_hits=(s.posterior.status == MAX_STEPS).astype(jnp.int32),
         step_max=step_max, accepted=jnp.asarray(False), alpha=jnp.zeros((), objective.dtype),
     )  # fmt: skip
 
@@ -487,6 +493,7 @@ def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: 
         iteration: jax.Array
         step_max: jax.Array
         below: jax.Array
+        hits: jax.Array
         code: jax.Array
         trace: EMTrace
 
@@ -517,6 +524,7 @@ def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: 
             iteration=k + 1,
             step_max=cycle.step_max,
             below=below,
+            hits=c.hits + cycle.newton_limit_hits.astype(jnp.int32),
             code=code,
             trace=trace,
         )
@@ -526,14 +534,14 @@ def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: 
     init = Carry(
         params, prior, f_init, params, prior, empty_posterior, jnp.asarray(-jnp.inf, dtype),
         jnp.asarray(jnp.nan, dtype), jnp.asarray(0), jnp.asarray(settings.max_step_length, dtype),
-        jnp.asarray(0), jnp.asarray(-1), trace0,
+        jnp.asarray(0), jnp.asarray(0, jnp.int32), jnp.asarray(-1), trace0,
     )  # fmt: skip
     out = jax.lax.while_loop(cond, body, init)
     code = jnp.where(out.code < 0, STOP_MAX_ITERATIONS, out.code)
     per = 3 if settings.accelerate == "squarem" else 1
     return LoopResult(
         out.best, out.best_prior, out.best_posterior, out.iteration, per * out.iteration, code,
-        out.trace,
+        out.trace, out.hits,
     )  # fmt: skip
 
 

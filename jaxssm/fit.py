@@ -52,7 +52,9 @@ class LaplaceEMResult(NamedTuple):
     :func:`check_fit`), followed by ``; warning: ...`` when a latent component sits in a single
     window (:mod:`jaxssm.diagnostics`); ``panel`` as fitted; ``prior`` with its learned scales;
     ``evaluations`` the number of EM maps; ``check`` the :class:`FitCheck` behind the status
-    (single fits). For a batch every field has a leading panel axis and ``status`` is a list.
+    (single fits); ``newton_limit_hits`` how many E-steps during the fit stopped at the Newton
+    step limit (the status notes it). For a batch every field has a leading panel axis and
+    ``status`` is a list.
     """
 
     params: Params
@@ -66,6 +68,7 @@ class LaplaceEMResult(NamedTuple):
     settings: EMSettings
     evaluations: int | np.ndarray = 0
     check: FitCheck | None = None
+    newton_limit_hits: int | np.ndarray = 0
 
     @property
     def num_factors(self) -> int:
@@ -440,6 +443,7 @@ def fit_laplace_em(
             panel, out.params, out.posterior,
             np.asarray(out.trace.objective)[: int(out.iterations)],
             int(out.iterations), int(out.evaluations), int(out.code), out.prior, settings,
+            int(out.newton_limit_hits),
         )  # fmt: skip
     else:
         fit = _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progress)
@@ -467,23 +471,36 @@ def with_checks(fit: LaplaceEMResult, static: LaplaceEMResult | None = None) -> 
     return fit._replace(status=status, converged=converged, check=checked)
 
 
-def _result(panel, params, posterior, objective, iterations, evaluations, code, prior, settings):
-    status = _status(code, int(posterior.status)) + describe(
-        concentrated_components(params, posterior)
+def _limit_note(hits: int, settings: EMSettings) -> str:
+    if not hits:
+        return ""
+    return (
+        f"; note: {hits} E-step(s) during the fit stopped at the Newton step limit "
+        f"(max_newton_steps={settings.max_newton_steps}; the EM continued from where they stopped)"
+    )
+
+
+def _result(
+    panel, params, posterior, objective, iterations, evaluations, code, prior, settings, hits=0
+):
+    status = (
+        _status(code, int(posterior.status))
+        + describe(concentrated_components(params, posterior))
+        + _limit_note(hits, settings)
     )
     if code == STOP_NON_FINITE:
         warnings.warn(f"Laplace-EM stopped: {status}", RuntimeWarning, stacklevel=4)
     converged = code in (STOP_CONVERGED, STOP_PEAKED)
     return LaplaceEMResult(
         params, posterior, objective, bool(converged), iterations, status, panel, prior, settings,
-        evaluations,
+        evaluations, None, hits,
     )  # fmt: skip
 
 
 def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progress):
     trace: list[float] = []
     best = None
-    best_objective, previous, below = -math.inf, math.nan, 0
+    best_objective, previous, below, hits = -math.inf, math.nan, 0, 0
     step_max = jnp.asarray(settings.max_step_length, panel.counts.dtype)
     per = 3 if settings.accelerate == "squarem" else 1
     code = STOP_MAX_ITERATIONS
@@ -496,6 +513,7 @@ def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progres
         for _ in range(max_iterations):
             cycle = loop_step_jit(panel, params, f, prior, settings=settings, step_max=step_max)
             objective = float(cycle.objective)
+            hits += int(cycle.newton_limit_hits)
             trace.append(objective)
             stop, _, below = stop_rule(objective, previous, best_objective, rtol, below)
             candidate = float(cycle.best_objective)
@@ -518,7 +536,7 @@ def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progres
     params, prior, posterior = best
     return _result(
         panel, params, posterior, np.asarray(trace), len(trace), per * len(trace), code, prior,
-        settings,
+        settings, hits,
     )  # fmt: skip
 
 
@@ -558,5 +576,5 @@ def _fit_batch(
         )
     return LaplaceEMResult(
         params, posterior, objective, converged, iterations, status, panel, out.prior, settings,
-        np.asarray(out.evaluations),
+        np.asarray(out.evaluations), None, np.asarray(out.newton_limit_hits),
     )  # fmt: skip

@@ -18,10 +18,16 @@ The Laplace approximation of the marginal likelihood (the EM objective) is
 $$\log p(X \mid \theta) \approx \log p(X, \hat f \mid \theta) + \tfrac{Nq}{2}\log 2\pi
   - \tfrac12 \log\det J.$$
 
-Newton steps $f \leftarrow f + \alpha J^{-1}\nabla$ use Armijo backtracking on the log joint
-(a trial point that is not finite is rejected), a static step limit and a stop on the Newton
-decrement $\nabla^\top J^{-1} \nabla / 2 \le \mathrm{tol}\,(1 + |\log p|)$. Jitted code never
-raises: the result carries a status code.
+Newton steps $f \leftarrow f + \alpha (J + \lambda D)^{-1}\nabla$ use Armijo backtracking on the
+log joint (a trial point that is not finite is rejected) and Levenberg-Marquardt damping
+$\lambda D$ ($D$ the diagonal of $J$): zero while full steps are accepted, so the iteration is
+Newton's with its quadratic convergence near the mode; raised when the line search has to
+shorten a step, which turns the direction toward the gradient far from the mode (the Poisson
+log joint is very curved where a rate is too high, and a full Newton step from there
+overshoots). It stops on the undamped Newton decrement
+$\nabla^\top J^{-1} \nabla / 2 \le \mathrm{tol}\,(1 + |\log p|)$ or at a static step limit;
+jitted code never raises: the result carries a status code, and a fit whose final E-step did not
+converge says so in its status (:func:`jaxssm.fit.check_fit`).
 """
 
 from __future__ import annotations
@@ -53,6 +59,12 @@ STATUS_NAMES = {
     NON_FINITE: "non_finite",
     STALLED: "stalled at numerical precision",
 }
+
+#: Levenberg-Marquardt damping of the Newton steps, relative to the diagonal of $J$: raised
+#: tenfold from at least ``DAMPING_MIN`` when a full step is not accepted, lowered tenfold (to 0
+#: below ``DAMPING_MIN``) after a full step; a step that fails with damping ``DAMPING_MAX`` means
+#: the mode is found to working precision.
+DAMPING_MIN, DAMPING_MAX = 1e-3, 1e6
 
 #: The block-tridiagonal linear algebra of the E-step: the sequential scans of
 #: :mod:`jaxssm.block_tridiag` or the cyclic reduction of :mod:`jaxssm.cyclic_reduction`.
@@ -184,36 +196,40 @@ def _laplace_posterior(
         return log_joint_kernel(f, panel, params, emission)
 
     value_and_grad = jax.value_and_grad(objective)
+    eye = jnp.eye(f_init.shape[-1], dtype=dtype)
 
-    def linearise(f):
+    def linearise(f, damping):
         value, g = value_and_grad(f)
         A, C = precision_blocks(f, panel, params, emission)
-        chol = factorize(A, C)
-        return value, g, chol
+        scale = jnp.diagonal(A, axis1=1, axis2=2)[:, :, None] * eye  # Marquardt: diag(A_i)
+        chol = factorize(A + damping * scale, C)
+        return value, g, A, C, chol
 
     class State(NamedTuple):
         f: Latent
         value: Scalar
         g: Latent
-        chol: Factor
+        A: Blocks
+        C: Blocks
+        chol: Factor  # of J + damping * diag(J)
         decrement: Scalar
+        damping: Scalar
         step: jax.Array
         status: jax.Array
 
-    def make_state(f, step, status):
-        value, g, chol = linearise(f)
+    def make_state(f, damping, step, status):
+        value, g, A, C, chol = linearise(f, damping)
         direction = la.solve(chol, g)
         decrement = jnp.sum(g * direction)
         finite = jnp.isfinite(value) & jnp.isfinite(decrement)
         status = jnp.where(finite, status, NON_FINITE)
-        return State(f, value, g, chol, decrement, step, status), direction
+        return State(f, value, g, A, C, chol, decrement, damping, step, status), direction
 
     def running(carry):
         state, _ = carry
+        small = 0.5 * state.decrement <= _decrement_tol(state.value, tol)
         return (
-            (state.status == MAX_STEPS)
-            & (state.step < max_steps)
-            & (0.5 * state.decrement > _decrement_tol(state.value, tol))
+            (state.status == MAX_STEPS) & (state.step < max_steps) & (~small | (state.damping > 0))
         )
 
     def newton_step(carry):
@@ -236,24 +252,34 @@ def _laplace_posterior(
         )
         accepted = jnp.isfinite(value) & (value >= state.value)
         f_new = jnp.where(accepted, state.f + alpha * direction, state.f)
-        new_state, new_direction = make_state(f_new, state.step + 1, MAX_STEPS)
-        # A step the line search cannot improve on means the mode is found to working precision.
+        # Levenberg-Marquardt: a full step relaxes the damping, a shortened or failed one raises it
+        full = accepted & (alpha == 1.0)
+        damping = jnp.where(
+            full,
+            jnp.where(state.damping < DAMPING_MIN, 0.0, 0.1 * state.damping),
+            jnp.maximum(10.0 * state.damping, DAMPING_MIN),
+        )
+        new_state, new_direction = make_state(f_new, damping, state.step + 1, MAX_STEPS)
+        # No improvement even with heavy damping: the mode is found to working precision.
+        stalled = ~accepted & (state.damping >= DAMPING_MAX)
         new_state = new_state._replace(
-            status=jnp.where(accepted | (new_state.status == NON_FINITE), new_state.status, STALLED)
+            status=jnp.where(stalled & (new_state.status != NON_FINITE), STALLED, new_state.status)
         )
         return new_state, new_direction
 
-    state, direction = make_state(f_init, jnp.asarray(0), MAX_STEPS)
+    zero = jnp.zeros((), dtype)
+    state, direction = make_state(f_init, zero, jnp.asarray(0), MAX_STEPS)
     state, _ = jax.lax.while_loop(running, newton_step, (state, direction))
-    converged = 0.5 * state.decrement <= _decrement_tol(state.value, tol)
+    converged = (0.5 * state.decrement <= _decrement_tol(state.value, tol)) & (state.damping == 0)
     status = jnp.where(
         state.status == NON_FINITE,
         NON_FINITE,
         jnp.where(converged, CONVERGED, state.status),
     )
-    # The posterior at the final point: J from its linearisation (already in the state).
-    V_diag, V_sub = la.inverse_blocks(state.chol)
-    logdet = la.logdet(state.chol)
+    # The posterior at the final point: J itself (the state's factor when it is undamped).
+    chol = jax.lax.cond(state.damping == 0, lambda: state.chol, lambda: factorize(state.A, state.C))
+    V_diag, V_sub = la.inverse_blocks(chol)
+    logdet = la.logdet(chol)
     N, q = state.f.shape
     value = state.value + (emission_constant(panel, params) if emission is None else 0.0)
     laplace = value + 0.5 * N * q * jnp.log(2 * jnp.pi) - 0.5 * logdet
@@ -261,7 +287,7 @@ def _laplace_posterior(
         mean=state.f,
         V_diag=V_diag,
         V_sub=V_sub,
-        chol=state.chol,
+        chol=chol,
         log_joint=value,
         logdet=logdet,
         objective=laplace,

@@ -251,6 +251,15 @@ def dispersion_terms(
     )
 
 
+def dispersion_value(log_dispersion, a, var, panel: Panel, prior: MStepPrior) -> jax.Array:
+    """The per-location value of :func:`dispersion_terms` alone (m,), given the cell moments."""
+    x = panel.counts.T
+    value = emissions.expected_dispersion_value(x, a, var, log_dispersion[:, None])
+    value = jnp.sum(jnp.where(panel.mask.T, value, 0.0), axis=1)
+    tau, centre = prior.dispersion_precision, prior.dispersion_mean
+    return value - 0.5 * tau * (log_dispersion - centre) ** 2
+
+
 def update_dispersion(
     panel: Panel,
     posterior: LaplacePosterior,
@@ -263,6 +272,7 @@ def update_dispersion(
     (up to 8 times, else not taken) until it does not decrease the location's objective; then
     the pooled $\bar\psi$."""
     mu, Lambda = params.mu, params.Lambda
+    a, var, _ = cell_moments(mu, Lambda, panel, posterior.mean, posterior.V_diag)
 
     def terms(psi):
         return dispersion_terms(psi, mu, Lambda, panel, posterior, prior)
@@ -276,7 +286,7 @@ def update_dispersion(
             return jnp.clip(psi + alpha * step, LOG_DISPERSION_MIN, LOG_DISPERSION_MAX)
 
         def ok(alpha):
-            new = terms(trial(alpha))[0]
+            new = dispersion_value(trial(alpha), a, var, panel, prior)
             return jnp.isfinite(new) & (new >= value)
 
         def halve(args):
