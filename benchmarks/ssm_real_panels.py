@@ -34,10 +34,8 @@ Methods, each with a proper count predictive distribution scored on the same hel
 * ``jaxssm q=K <emission>``: ``fit_laplace_em`` with q = K (q = 0 is the static model) and
   ``emission`` poisson / negbin (negbin rows are skipped, with a note, while ``fit_laplace_em`` has
   no ``emission`` argument). The score is the library's own predictive (Gauss-Hermite over the
-  Laplace posterior of f and each location's (mu, Lambda)); point prediction exp(E log rate).
-  For Poisson fits the table also shows, as ``adaptive``, the same predictive integrated by
-  mode-centred (adaptive) Gauss-Hermite, because plain Gauss-Hermite is inaccurate when the
-  posterior sd of the log rate is much wider than the Poisson's 1/sqrt(x) (large counts).
+  Laplace posterior of f and each location's (mu, Lambda), adaptive Gauss-Hermite); point
+  prediction exp(E log rate).
 * ``jaxssm CV choice``: ``select_num_factors`` (5-fold CV on the training cells, over the q's
   and, when the library supports it, the emissions); the chosen configuration refitted on all the
   training cells is the same fit as its row, so its scores are that row's; time = CV + that fit.
@@ -140,8 +138,8 @@ def jaxssm_source() -> dict:
 def fit_and_score(counts, train, offset, q, emission, heldout, max_iterations) -> dict | None:
     """Fit q factors with ``emission`` on the ``train`` cells of ``counts`` and score the
     ``heldout`` cells: per-cell log predictive (1-d, in the order of ``counts[heldout]``), the
-    point prediction of each count exp(E log rate), status, iterations, seconds. For Poisson also
-    the same predictive by adaptive Gauss-Hermite. None when ``emission`` is not available."""
+    point prediction of each count exp(E log rate), status, iterations, seconds. None when
+    ``emission`` is not available."""
     import jax
 
     import jaxssm
@@ -167,9 +165,8 @@ def fit_and_score(counts, train, offset, q, emission, heldout, max_iterations) -
                 fit.params, fit.posterior, x, heldout, fit.panel, parameter_cov=cov
             )
         )
-    mean, var = (
-        np.asarray(a)
-        for a in jaxssm.log_rate_moments(fit.params, fit.posterior, fit.panel, parameter_cov=cov)
+    mean = np.asarray(
+        jaxssm.log_rate_moments(fit.params, fit.posterior, fit.panel, parameter_cov=cov)[0]
     )
     out = {
         "cells": cell[heldout],
@@ -179,10 +176,6 @@ def fit_and_score(counts, train, offset, q, emission, heldout, max_iterations) -
         "converged": bool(fit.converged),
         "iterations": int(fit.num_iterations),
     }
-    if emission == "poisson":
-        out["adaptive"] = P.poisson_lognormal_logpmf(
-            x[heldout], mean[heldout], np.sqrt(var[heldout])
-        )
     return out
 
 
@@ -382,9 +375,6 @@ def score(records: dict, panel: P.CountPanel, heldout) -> dict:
             out[name] = {"note": r.get("note")}
             continue
         row = P.metrics(r["cells"], r["point"], x, reference)
-        if "adaptive" in r:
-            row["log_pred_adaptive"] = float(r["adaptive"].mean())
-            row["below_minus50_adaptive"] = int((r["adaptive"] < -50).sum())
         worst = np.argsort(r["cells"])[:3]
         row["worst_cells"] = [
             [
@@ -421,8 +411,6 @@ def summarize(per_seed: dict) -> dict:
             "median_ape_pct",
             "seconds",
             "below_minus50",
-            "log_pred_adaptive",
-            "below_minus50_adaptive",
         ):
             v = [r[key] for r in rows if r.get(key) is not None]
             if v:
@@ -455,17 +443,16 @@ def print_table(name: str, section: str, entry: dict) -> None:
         f"\n== {name} · {section} ({entry['heldout_cells']} held-out cells; {n} seed(s): mean ± sd)"
     )
     print(
-        "| method | log pred / cell | adaptive GH | Δ vs static (SE) | cells < −50 | min cell "
+        "| method | log pred / cell | Δ vs static (SE) | cells < −50 | min cell "
         "| RMSE log | median APE % (x ≥ 10) | fit s (min) | iterations · status |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for method, r in s.items():
         if "log_pred" not in r:
-            print(f"| {method} | {r.get('note')} |||||||||")
+            print(f"| {method} | {r.get('note')} ||||||||")
             continue
         label = method + (f" → {'/'.join(r['choice'])}" if "choice" in r else "")
         lp, d = r["log_pred"], r["diff_vs_static"]
-        ad = r.get("log_pred_adaptive")
         ape = r.get("median_ape_pct")
         it = r.get("iterations")
         statuses = [str(x) for x in r.get("status", []) if x is not None]
@@ -473,7 +460,7 @@ def print_table(name: str, section: str, entry: dict) -> None:
         if any(";" in x or ":" in x for x in statuses):
             status += " (+ details in the JSON)"
         print(
-            f"| {label} | {fmt(lp[0])} ± {fmt(lp[1])} | {fmt(ad[0]) if ad else ''} "
+            f"| {label} | {fmt(lp[0])} ± {fmt(lp[1])} "
             f"| {fmt(d[0])} ({fmt(r['diff_vs_static_se'])}) "
             f"| {fmt(r['below_minus50'][0], 1)} | {fmt(r['min_cell'], 1)} "
             f"| {r['rmse_log'][0]:.3f} ± {r['rmse_log'][1]:.3f} "

@@ -15,6 +15,18 @@ Sections (``--sections``, default all):
   one with larger drift). The issue's targets: size <= 0.06, power >= 0.8 on the seed-sized
   drifting history.
 
+* ``model``: the pipeline's model choice and imputation on the same histories (the no-drift and
+  the seed-sized drifting scenario, ``--model-seeds`` of them): q and the emission chosen by
+  5-fold cross-validation over held-out cells (q in ``--candidates``, Poisson and negative
+  binomial), with the offset log(located stargazers of the window) as in
+  :mod:`jaxssm.stargazers.analysis`; the rate at which a dynamic model is chosen and its paired
+  held-out difference against the static one; the imputation error of country totals,
+  $\sum_\ell |\hat U_\ell - \sum_i U_i p_i(\ell)|$ over the drifting countries (and over all),
+  of the model against the seed's baseline (one distribution for all windows). The issue's
+  targets: with drift a dynamic model in >= 80 % of seeds and the drifting countries' error <=
+  0.85 x the baseline's; without drift the dynamic model (if chosen) within 1 se of the static one
+  and the error <= 1.05 x the baseline's.
+
 Another section plugs in by adding a function ``(seeds, args) -> dict`` to :data:`SECTIONS`;
 :func:`simulate_scenario` gives it the same histories.
 
@@ -138,7 +150,7 @@ def simulate_geography(
     num_windows: int = 36,
     total: int = 7790,
     num_countries: int = 116,
-    hidden_fraction: float = 0.47,
+    hidden_fraction: float | tuple[float, float] = 0.47,
     drifting: Mapping[str, float] = SEED_DRIFT,
     base_shares: Mapping[str, float] | Sequence[float] | None = None,
     growth: float = 0.03,
@@ -150,7 +162,8 @@ def simulate_geography(
         num_windows: N, monthly windows.
         total: all stargazers over the N windows.
         num_countries: m, the countries of the geography.
-        hidden_fraction: each stargazer's location is hidden with this probability.
+        hidden_fraction: each stargazer's location is hidden with this probability, or a
+            (first, last) pair for a rate that rises linearly over the windows.
         drifting: country -> change of its log share per window (0 for the others).
         base_shares: see :func:`base_geography` (default: the real geography).
         growth: log growth of the window totals per window.
@@ -160,6 +173,8 @@ def simulate_geography(
     shares = drifting_shares(base, drifting, num_windows)
     totals = window_totals(rng, num_windows, total, growth)
     everyone = np.stack([rng.multinomial(t, p) for t, p in zip(totals, shares, strict=True)])
+    if isinstance(hidden_fraction, tuple):
+        hidden_fraction = np.linspace(*hidden_fraction, num_windows)[:, None]
     located = rng.binomial(everyone, 1.0 - hidden_fraction)
     return SimulatedGeography(
         counts=located,
@@ -187,6 +202,7 @@ class Scenario(NamedTuple):
     description: str
     drifting: dict
     zipf_exponent: float | None = None  # None: the real geography
+    hidden_fraction: float | tuple[float, float] = 0.47
 
     @property
     def has_drift(self) -> bool:
@@ -196,7 +212,12 @@ class Scenario(NamedTuple):
         base = (
             None if self.zipf_exponent is None else zipf_weights(num_countries, self.zipf_exponent)
         )
-        return {"drifting": self.drifting, "base_shares": base, "num_countries": num_countries}
+        return {
+            "drifting": self.drifting,
+            "base_shares": base,
+            "num_countries": num_countries,
+            "hidden_fraction": self.hidden_fraction,
+        }
 
 
 FLAT_DRIFT = {"IN": 0.03, "BR": 0.03, "NG": 0.03, "US": -0.03, "DE": -0.03, "JP": -0.03}
@@ -210,6 +231,10 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario("seed_static", "real geography, no drift (size)", {}),
         Scenario("seed_drift", "real geography, IN/BR/NG +2 %/month, US -2 %/month", SEED_DRIFT),
+        Scenario("seed_drift_rising_hidden", "seed_drift, hidden share rising 30 % -> 64 %",
+                 SEED_DRIFT, None, (0.30, 0.64)),
+        Scenario("seed_static_rising_hidden", "seed_static, hidden share rising 30 % -> 64 %",
+                 {}, None, (0.30, 0.64)),
         Scenario("seed_drift_weak", "real geography, the same four at ±1 %/month", SEED_DRIFT_WEAK),
         Scenario("flat_static", "shares ∝ k^-0.6, no drift (size)", {}, 0.6),
         Scenario("flat_drift", "k^-0.6, IN/BR/NG +3 %, US/DE/JP -3 %/month", FLAT_DRIFT, 0.6),
@@ -315,8 +340,143 @@ def scenarios_of(args: argparse.Namespace) -> list[Scenario]:
     return [SCENARIOS[n] for n in names]
 
 
+# --- section: model -------------------------------------------------------------------------------
+
+
+def model_row(sim: SimulatedGeography, seed: int, args: argparse.Namespace) -> dict:
+    """Model choice, fit and imputation on one history, against the baseline."""
+    import jax
+
+    from jaxssm import fit_laplace_em, select_num_factors
+    from jaxssm.stargazers.imputation import baseline_imputation, impute_locations
+
+    X = sim.counts.astype(float)
+    m = X.shape[1]
+    located = X.sum(axis=1)
+    observed = np.repeat((located > 0)[:, None], m, axis=1)
+    offset = np.where(located > 0, np.log(np.maximum(located, 1)), 0.0)[:, None] * np.ones((1, m))
+    candidates = tuple(int(q) for q in args.candidates.split(","))
+    key = jax.random.key(seed)
+    k_sel, k_imp = jax.random.split(key)
+    t0 = time.perf_counter()
+    sel = select_num_factors(
+        k_sel, X, candidates=candidates, emissions=("poisson", "negbin"), mask=observed,
+        offset=offset, folds=5, max_iterations=300,
+    )  # fmt: skip
+    table = sel.table
+    score = table["heldout_loglik_per_cell"]
+    static = table.loc[score[table["num_factors"] == 0].idxmax()]
+    dynamic = table.loc[score[table["num_factors"] > 0].idxmax()]
+    diff, se = sel.difference(
+        int(dynamic["num_factors"]), 0, emission=str(dynamic["emission"]),
+        baseline_emission=str(static["emission"]),
+    )  # fmt: skip
+    fit = fit_laplace_em(
+        X, sel.best, emission=sel.best_emission, mask=observed, offset=offset,
+        max_iterations=300,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    S = args.imputations
+    model = impute_locations(k_imp, fit, X, sim.hidden, list(sim.countries), num_draws=S)
+    base = baseline_imputation(seed, X, sim.hidden, list(sim.countries), num_draws=S)
+    expected = sim.hidden[:, None] * sim.shares  # (N, m): the hidden stargazers' expected places
+    drifting = np.isin(np.asarray(sim.countries), list(args.drifting_countries))
+
+    def errors(imputation):
+        per_window = imputation.imputed.mean(axis=0)  # (N, m)
+        window_gap = np.abs(per_window - expected)
+        total_gap = np.abs(per_window.sum(axis=0) - expected.sum(axis=0))
+        return {
+            "drifting_windows": float(window_gap[:, drifting].sum()),
+            "drifting_totals": float(total_gap[drifting].sum()),
+            "all_windows": float(window_gap.sum()),
+            "all_totals": float(total_gap.sum()),
+        }
+
+    model_err, base_err = errors(model), errors(base)
+    return {
+        "best_q": sel.best,
+        "best_emission": sel.best_emission,
+        "dynamic_chosen": bool(sel.best > 0),
+        "dynamic_q": int(dynamic["num_factors"]),
+        "dynamic_emission": str(dynamic["emission"]),
+        "difference_per_cell": diff,
+        "difference_se": se,
+        "fit_status": fit.status,
+        **{f"model_error_{k}": v for k, v in model_err.items()},
+        **{f"baseline_error_{k}": v for k, v in base_err.items()},
+        "hidden": int(sim.hidden.sum()),
+        "seconds": seconds,
+    }
+
+
+def model_section(seeds: Sequence[int], args: argparse.Namespace) -> dict:
+    """Model choice and imputation error on the no-drift and the seed-sized drifting scenario."""
+    rows = []
+    start = time.perf_counter()
+    model_seeds = list(seeds)[: args.model_seeds]
+    names = (
+        [n.strip() for n in args.scenarios.split(",")]
+        if args.scenarios
+        else ["seed_static", "seed_drift", "seed_static_rising_hidden", "seed_drift_rising_hidden"]
+    )
+    args.drifting_countries = tuple(SEED_DRIFT)
+    for name in names:
+        scenario = SCENARIOS[name]
+        t0 = time.perf_counter()
+        for seed in model_seeds:
+            sim = simulate_scenario(scenario, seed)
+            row = {"scenario": name, "seed": seed, **model_row(sim, seed, args)}
+            rows.append(row)
+            print(
+                f"    {name} seed {seed}: q = {row['best_q']} {row['best_emission']}, "
+                f"dynamic - static {row['difference_per_cell']:+.4f} ± {row['difference_se']:.4f}, "
+                f"drifting per window {row['model_error_drifting_windows']:.1f} vs "
+                f"{row['baseline_error_drifting_windows']:.1f}, totals "
+                f"{row['model_error_drifting_totals']:.1f} vs "
+                f"{row['baseline_error_drifting_totals']:.1f} ({row['seconds']:.0f} s)",
+                flush=True,
+            )
+        print(f"  {name}: {len(model_seeds)} seeds in {time.perf_counter() - t0:.0f} s", flush=True)
+    frame = pd.DataFrame(rows)
+    summary = []
+    for name, group in frame.groupby("scenario", sort=False):
+        within = np.abs(group["difference_per_cell"]) <= group["difference_se"]
+        chosen = group["dynamic_chosen"]
+
+        def ratio(kind, group=group):
+            return float(group[f"model_error_{kind}"].sum() / group[f"baseline_error_{kind}"].sum())
+
+        summary.append(
+            {
+                "scenario": name,
+                "seeds": len(group),
+                "dynamic chosen": float(chosen.mean()),
+                "negbin chosen": float((group["best_emission"] == "negbin").mean()),
+                "dynamic - static per cell (mean)": float(group["difference_per_cell"].mean()),
+                "chosen dynamic within 1 se of static": float(within[chosen].mean())
+                if chosen.any()
+                else float("nan"),
+                "error ratio, drifting countries per window": ratio("drifting_windows"),
+                "error ratio, drifting countries' totals": ratio("drifting_totals"),
+                "error ratio, all countries per window": ratio("all_windows"),
+                "error ratio, all countries' totals": ratio("all_totals"),
+            }
+        )
+    table = pd.DataFrame(summary)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return {
+        "candidates": args.candidates,
+        "imputations": args.imputations,
+        "summary": table.to_dict(orient="records"),
+        "rows": rows,
+        "seconds": time.perf_counter() - start,
+    }
+
+
 SECTIONS: dict[str, Callable[[Sequence[int], argparse.Namespace], dict]] = {
     "drift": drift_section,
+    "model": model_section,
 }
 
 
@@ -329,6 +489,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--sections", default=",".join(SECTIONS), help=f"comma-separated, of {list(SECTIONS)}"
     )
+    parser.add_argument(
+        "--model-seeds", type=int, default=20, help="histories per scenario (model)"
+    )
+    parser.add_argument("--candidates", default="0,1,2", help="numbers of factors (model)")
+    parser.add_argument("--imputations", type=int, default=400, help="draws per imputation (model)")
     parser.add_argument("--out", type=Path, default=OUT / "stargazer_grid.json")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -337,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown sections {unknown}; there are {list(SECTIONS)}")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    if "model" in chosen:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
     start = time.perf_counter()
     result = {
         "command": "python benchmarks/stargazer_grid.py " + " ".join(argv),
