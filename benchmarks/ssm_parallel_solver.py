@@ -153,8 +153,8 @@ def run_em(args, out: dict) -> None:
 
     m, N, q = args.em_m, args.em_N, args.q
     panel = make_panel(simulate(args.seed, m, N, q).counts)
-    prior = make_prior(panel, Priors())
     start = initial_params(panel, q)
+    prior = make_prior(panel, Priors(), q)
     row: dict = {"m": m, "N": N, "q": q, "iterations": args.em_iterations, "dtype": "float64",
                  "rounds": args.em_rounds}  # fmt: skip
     settings = {solver: EMSettings(linear_solver=solver) for solver in SOLVERS}
@@ -170,9 +170,8 @@ def run_em(args, out: dict) -> None:
             newton, trace = 0, []
             t0 = time.perf_counter()
             for _ in range(args.em_iterations):
-                params, f, post, objective = em_step(
-                    panel, params, f, prior, settings=settings[solver]
-                )
+                step = em_step(panel, params, f, prior, settings=settings[solver])
+                params, f, post, objective = step.params, step.f, step.posterior, step.objective
                 newton += int(post.num_steps)
                 trace.append(float(objective))
             rounds[solver].append((time.perf_counter() - t0) / args.em_iterations)

@@ -172,18 +172,24 @@ def plot_share_forecast(
 
 
 def plot_model_selection(table: pd.DataFrame):
-    """Held-out log-likelihood per cell against q, with standard errors."""
+    """Held-out log-likelihood per cell against q, with standard errors, one line per emission."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.errorbar(
-        table["num_factors"],
-        table["heldout_loglik_per_cell"],
-        yerr=table["heldout_loglik_se"],
-        fmt="o-",
-        capsize=3,
-    )
+    emissions = table["emission"] if "emission" in table else pd.Series("poisson", table.index)
+    names = {"poisson": "Poisson", "negbin": "negative binomial"}
+    for k, (emission, rows) in enumerate(table.groupby(emissions, sort=False)):
+        ax.errorbar(
+            rows["num_factors"] + 0.06 * k,  # side by side
+            rows["heldout_loglik_per_cell"],
+            yerr=rows["heldout_loglik_se"],
+            fmt="o-",
+            capsize=3,
+            label=names.get(emission, emission),
+        )
     ax.set_xlabel("number of factors q (0 = static proportions)")
     ax.set_ylabel("held-out log-lik per cell")
-    ax.set_xticks(list(table["num_factors"]))
+    ax.set_xticks(sorted(set(table["num_factors"])))
+    if emissions.nunique() > 1:
+        ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
