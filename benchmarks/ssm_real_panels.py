@@ -630,6 +630,10 @@ def main() -> None:
                 write_atomic(args.out, out)
 
             run_panel(panel, section, args, save)
+            # every panel shape, q and emission compiles its own programs; dropping them keeps
+            # the process under the kernel's limit on memory maps (a full run once died with
+            # "LLVM compilation error: Cannot allocate memory" after ~6 panels)
+            jax.clear_caches()
     for name in names:
         for section in sections:
             entry = out["panels"][name].get(section)

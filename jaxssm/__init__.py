@@ -1,13 +1,21 @@
-r"""jaxssm: a Poisson dynamic factor state-space model fitted by Laplace-EM in pure JAX.
+r"""jaxssm: a dynamic factor state-space model for counts fitted by Laplace-EM in pure JAX.
 
-$X_i(\ell) \mid f_i \sim \mathrm{Poisson}(\lambda_{i\ell})$,
+$X_i(\ell) \mid f_i \sim \mathrm{Poisson}(\lambda_{i\ell})$ or
+$\mathrm{NegBin}(\lambda_{i\ell}, \phi_\ell)$,
 $\log \lambda_i = o_i + \mu + \Lambda f_i$,
 $f_i = \Phi f_{i-1} + \varepsilon$, $\varepsilon \sim N(0, Q)$, $f_1 \sim N(a_1, P_1)$.
 """
 
 from jaxssm.drift import DriftTest, drift_test
 from jaxssm.em import EMSettings
-from jaxssm.fit import LaplaceEMResult, fit_laplace_em, initial_params, posterior
+from jaxssm.fit import (
+    FitCheck,
+    LaplaceEMResult,
+    check_fit,
+    fit_laplace_em,
+    initial_params,
+    posterior,
+)
 from jaxssm.forecast import (
     FactorSelection,
     Forecast,
@@ -30,6 +38,7 @@ __all__ = [
     "DriftTest",
     "EMSettings",
     "FactorSelection",
+    "FitCheck",
     "Forecast",
     "FullPosterior",
     "Imputation",
@@ -39,6 +48,7 @@ __all__ = [
     "Params",
     "Priors",
     "drift_test",
+    "check_fit",
     "expected_rates",
     "fit_laplace_em",
     "forecast",

@@ -55,8 +55,12 @@ def test_poisson_is_the_limit_of_small_dispersion():
 def test_closed_form_derivatives_match_autodiff():
     x, psi, eta = grid()
     d1, w = emissions.kernel_derivatives(x, eta, psi)
-    g = jax.vmap(jax.grad(lambda e, xx, p: emissions.kernel(xx, e, p)))(eta, x, psi)
-    h = jax.vmap(jax.hessian(lambda e, xx, p: emissions.kernel(xx, e, p)))(eta, x, psi)
+
+    def kernel(e, xx, p):
+        return emissions.kernel(xx, e, p)
+
+    g = jax.jit(jax.vmap(jax.grad(kernel)))(eta, x, psi)
+    h = jax.jit(jax.vmap(jax.hessian(kernel)))(eta, x, psi)
     np.testing.assert_allclose(d1, g, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(-np.asarray(w), h, rtol=1e-9, atol=1e-9)
     assert np.all(np.asarray(w) > 0)  # concave in eta for every count
@@ -106,23 +110,33 @@ def test_dispersion_derivatives_match_autodiff():
     x = jnp.asarray([0.0, 3.0, 40.0, 900.0])
     a = jnp.asarray([0.2, 1.0, 3.5, 6.9])
     var = jnp.asarray([0.3, 0.1, 0.05, 0.01])
-    for psi0 in (-8.0, -2.3, 0.0, 2.0):
-        psi = jnp.full(x.shape, psi0)
-        value, first, second = emissions.expected_dispersion_derivatives(x, a, var, psi)
-        expected = emissions.expected_kernel(x, a, var, psi) + emissions.log_normalizer(x, psi)
+
+    def total(p):
+        return jnp.sum(emissions.expected_kernel(x, a, var, p) + emissions.log_normalizer(x, p))
+
+    @jax.jit
+    def both(psi):
+        closed = emissions.expected_dispersion_derivatives(x, a, var, psi)
+        value = emissions.expected_kernel(x, a, var, psi) + emissions.log_normalizer(x, psi)
+        g, h = jax.jvp(jax.grad(total), (psi,), (jnp.ones_like(psi),))
+        return closed, (value, jax.grad(total)(psi), h)
+
+    for psi0 in (-8.0, -2.3, 0.0, 2.0):  # both branches of the log-gamma ratio
+        (value, first, second), (expected, g, h) = both(jnp.full(x.shape, psi0))
         np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-8)
-        total = lambda p: jnp.sum(  # noqa: E731
-            emissions.expected_kernel(x, a, var, p) + emissions.log_normalizer(x, p)
-        )
-        g = jax.grad(total)(psi)
-        h = jax.jvp(jax.grad(total), (psi,), (jnp.ones_like(psi),))[1]
         np.testing.assert_allclose(first, g, rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(second, h, rtol=1e-5, atol=1e-7)
 
 
 def _brute(x, a, s, psi):
+    def log_pmf(e):  # SciPy's densities: an independent reference
+        if psi is None:
+            return stats.poisson.logpmf(x, np.exp(e))
+        r = np.exp(-psi)
+        return stats.nbinom.logpmf(x, r, r / (r + np.exp(e)))
+
     def density(e):
-        return np.exp(float(emissions.log_density(x, e, psi)) + stats.norm.logpdf(e, a, s))
+        return np.exp(log_pmf(e) + stats.norm.logpdf(e, a, s))
 
     points = [np.log(x + 0.5)] if a - 12 * s < np.log(x + 0.5) < a + 12 * s else None
     value, _ = integrate.quad(
@@ -150,10 +164,10 @@ def test_adaptive_predictive_matches_brute_force_where_plain_quadrature_fails():
 
 
 def test_negative_binomial_draws_have_its_mean_and_variance(key):
-    eta = jnp.full((200_000,), np.log(6.0))
+    eta = jnp.full((50_000,), np.log(6.0))
     draws = np.asarray(emissions.sample_counts(key, eta, jnp.asarray(np.log(0.5))))
-    # mean 6, variance 6 + 0.5 * 36 = 24; Monte Carlo se of the mean 0.011, of the variance ~0.2
-    assert draws.mean() == pytest.approx(6.0, abs=0.05)
-    assert draws.var() == pytest.approx(24.0, abs=1.0)
+    # mean 6, variance 6 + 0.5 * 36 = 24; Monte Carlo se of the mean 0.022, of the variance ~0.4
+    assert draws.mean() == pytest.approx(6.0, abs=0.1)
+    assert draws.var() == pytest.approx(24.0, abs=2.0)
     poisson = np.asarray(emissions.sample_counts(key, eta))
-    assert poisson.var() == pytest.approx(6.0, abs=0.15)
+    assert poisson.var() == pytest.approx(6.0, abs=0.3)
