@@ -643,6 +643,15 @@ def _fit_and_write(
         }
         put("heldout_score.json", _json_bytes(score))
         summary["heldout_score"] = score
+        if score["cells_below_minus_50"]:
+            # a cell the model cannot explain, held out or not, means the fit is not usable
+            w = score["worst_cell"]
+            summary["converged"] = False
+            summary["status"] = (
+                f"not converged: {score['cells_below_minus_50']} held-out cell(s) have a log "
+                f"predictive below {WORST_CELL:g} (worst {w['log_predictive']:,.1f} at window "
+                f"{w['window']!r}, location {w['location']!r}) (fit: {fit.status})"
+            )
 
     say(f"imputing the missing cells ({draws} draws)")
     cov = fit.parameter_covariance()
@@ -812,7 +821,8 @@ def run_fit(args) -> int:
     if run.figure_errors:
         print("error: " + "; ".join(run.figure_errors), file=sys.stderr)
         return EXIT_UNCONVERGED
-    if not run.fit.converged and not getattr(args, "allow_unconverged", False):
+    converged = run.fit.converged and run.summary.get("converged", True)
+    if not converged and not getattr(args, "allow_unconverged", False):
         print(
             "warning: the fit is not converged (see status); its outputs are written. Pass "
             "--allow-unconverged to accept it (exit 0), or try --emission negbin, fewer factors "

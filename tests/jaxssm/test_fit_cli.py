@@ -330,3 +330,24 @@ def test_bad_heldout_and_paths_exit_2(panel, tmp_path, capsys):
     fails(["--factors", "9"], "allow at most 8 factors")
     (tmp_path / "a_file").write_text("x")
     fails([], "cannot create the output folder", target=tmp_path / "a_file" / "out")
+
+
+def test_a_held_out_cell_the_model_cannot_explain_makes_the_run_not_converged(panel, tmp_path):
+    # one held-out count a thousand times its cell's rate: its log predictive is far below -50
+    heldout = panel["heldout"].copy()
+    i, j = np.argwhere(panel["held"])[0]
+    heldout[i, j] = 1000.0 * max(panel["full"][i, j], 1.0)
+    _frame(heldout).to_csv(tmp_path / "outlier.csv")
+    out = tmp_path / "out"
+    code, _, stderr = _run(
+        ["fit", str(panel["dir"] / "counts.csv"), "--out", str(out), "--factors", "1",
+         "--emission", "poisson", "--heldout", str(tmp_path / "outlier.csv"), "--draws", "50",
+         "--quiet"]
+    )  # fmt: skip
+    assert code == 3, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    score = json.loads((out / "heldout_score.json").read_text())
+    assert score["cells_below_minus_50"] == 1
+    assert not summary["converged"]
+    assert summary["status"].startswith("not converged: 1 held-out cell(s)")
+    assert LOCATIONS[j] in summary["status"] and "Traceback" not in stderr
