@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from jaxssm.fit import LaplaceEMResult
-from jaxssm.forecast import _draw_parameters, forecast, sample_posterior
+from jaxssm.forecast import _draw_parameters, forecast, parameter_shift, sample_posterior
 
 
 def membership(
@@ -144,13 +144,16 @@ def proportion_draws(
     k_f, k_theta = jax.random.split(key)
     cov = fit.parameter_covariance() if parameter_uncertainty else None
     mu, Lambda = _draw_parameters(k_theta, fit.params, cov, num_draws)
+    N = fit.panel.counts.shape[0]
     if fit.num_factors > 0:
         f = sample_posterior(k_f, fit.posterior, num_draws)  # (S, N, q)
         Lambda = jnp.broadcast_to(Lambda, (num_draws, *fit.params.Lambda.shape))
         eta = mu[:, None, :] + jnp.einsum("snk,slk->snl", f, Lambda)
     else:
-        N = fit.panel.counts.shape[0]
+        f = jnp.zeros((num_draws, N, 0), fit.params.mu.dtype)
         eta = jnp.broadcast_to(mu[:, None, :], (num_draws, N, fit.params.mu.shape[-1]))
+    if cov is not None:
+        eta = eta - parameter_shift(cov, f)
     panel = fit.panel
     eta = eta + gamma_shocks(k_g, fit, panel.offset + eta, panel.counts, panel.mask)
     return np.asarray(jax.nn.softmax(eta, axis=-1), np.float64)
