@@ -252,16 +252,16 @@ def read_table(source: pd.DataFrame | str | Path) -> tuple[pd.DataFrame, str, bo
     raise ValueError(f"{path}: unsupported file type (use .csv, .tsv or .parquet)")
 
 
-def _missing_mask(values: pd.Series) -> pd.Series:
+def missing_mask(values: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
         return values.isna()
     text = values.astype("string").str.strip().str.lower()
     return values.isna() | text.isin(MISSING_TOKENS).fillna(True)
 
 
-def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+def parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Return ``(numbers, missing, non_numeric)``; numbers are NaN where not parsed."""
-    missing = _missing_mask(values)
+    missing = missing_mask(values)
     if pd.api.types.is_bool_dtype(values.dtype):
         return pd.Series(np.nan, index=values.index), missing, ~missing
     if pd.api.types.is_numeric_dtype(values.dtype):
@@ -272,7 +272,7 @@ def _parse_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
     return numbers, missing, non_numeric
 
 
-class _Problems:
+class Problems:
     """Collects problems as rows of a table; ``row_number`` maps positions to input rows."""
 
     def __init__(self, row_number: np.ndarray, is_csv: bool):
@@ -309,17 +309,17 @@ class _Problems:
         return np.isin(self.row_number, found)
 
 
-def _check_rows(table: pd.DataFrame, columns: Columns, problems: _Problems):
+def _check_rows(table: pd.DataFrame, columns: Columns, problems: Problems):
     """Row-wise checks; returns parsed conversions, revenue and the ids as text."""
     ids = {}
     for name in (columns.account, columns.campaign, columns.adset):
         if name is None:
             continue
-        missing = _missing_mask(table[name])
+        missing = missing_mask(table[name])
         problems.add(missing, name, table[name], "missing_value", "missing identifier")
         ids[name] = table[name].astype("string").str.strip()
 
-    n, n_missing, n_text = _parse_numbers(table[columns.conversions])
+    n, n_missing, n_text = parse_numbers(table[columns.conversions])
     col = columns.conversions
     raw = table[col]
     problems.add(n_missing, col, raw, "missing_value", "missing conversion count")
@@ -333,7 +333,7 @@ def _check_rows(table: pd.DataFrame, columns: Columns, problems: _Problems):
     )
     n_valid = finite & (n >= 0) & ~fractional
 
-    r, r_missing, r_text = _parse_numbers(table[columns.revenue])
+    r, r_missing, r_text = parse_numbers(table[columns.revenue])
     col, raw = columns.revenue, table[columns.revenue]
     converting = n_valid & (n >= 1)
     problems.add(
@@ -355,12 +355,12 @@ def _check_rows(table: pd.DataFrame, columns: Columns, problems: _Problems):
     return n, r, ids
 
 
-def _check_campaigns(
+def check_campaigns(
     adset: np.ndarray,
     campaign: np.ndarray,
     ok: np.ndarray,
     column: str,
-    problems: _Problems,
+    problems: Problems,
     groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """An ad set must belong to one campaign (within its group, e.g. account): flag the rows that
@@ -409,13 +409,13 @@ def check_table(
     of each row in the source, so problems name the source's rows."""
     row_number = table.index.to_numpy() + 1
     table = table.reset_index(drop=True)
-    problems = _Problems(row_number, is_csv)
+    problems = Problems(row_number, is_csv)
     n, r, ids = _check_rows(table, columns, problems)
     ids = {k: v.to_numpy(dtype=object) for k, v in ids.items()}
     bad = problems.bad_rows()
     zero = (n == 0).to_numpy() & ~bad
     groups = None if group_by is None else ids[group_by]
-    conflict = _check_campaigns(
+    conflict = check_campaigns(
         ids[columns.adset], ids[columns.campaign], ~bad & ~zero, columns.campaign, problems, groups
     )
     found = problems.table()

@@ -76,10 +76,10 @@ from jaxrev.data import (
     NonFiniteValueError,
     NonIntegerCountError,
     NonNumericValueError,
-    _check_campaigns,
-    _missing_mask,
-    _parse_numbers,
-    _Problems,
+    Problems,
+    check_campaigns,
+    missing_mask,
+    parse_numbers,
     read_table,
 )
 
@@ -759,10 +759,10 @@ class DailyData:
 
 def _parse_days(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     """Days as float day numbers (dates: days since the epoch); and a mask of unparsable."""
-    numbers, missing, text = _parse_numbers(values)
+    numbers, missing, text = parse_numbers(values)
     if not text.any():
         return numbers.to_numpy(float), missing
-    dates = pd.to_datetime(values.where(~_missing_mask(values)), errors="coerce")
+    dates = pd.to_datetime(values.where(~missing_mask(values)), errors="coerce")
     bad = ~missing & dates.isna()
     days = (dates - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
     return days.to_numpy(float), missing | bad
@@ -820,17 +820,17 @@ def load_daily(
         raise MissingColumnError(name, problems)
 
     row_number = np.arange(1, len(table) + 1)
-    problems = _Problems(row_number, is_csv)
+    problems = Problems(row_number, is_csv)
     ids = {}
     for col in (cols.campaign, cols.adset):
-        miss = _missing_mask(table[col])
+        miss = missing_mask(table[col])
         problems.add(miss, col, table[col], "missing_value", "missing identifier")
         ids[col] = table[col].astype("string").str.strip().to_numpy(dtype=object)
 
     values = {}
     for key in ("spend", "impressions", "clicks", "conversions"):
         col = getattr(cols, key)
-        x, miss, text = _parse_numbers(table[col])
+        x, miss, text = parse_numbers(table[col])
         raw = table[col]
         problems.add(miss, col, raw, "missing_value", f"missing {key}")
         problems.add(text, col, raw, "non_numeric", f"{key} is not a number")
@@ -878,7 +878,7 @@ def load_daily(
     else:
         days = np.zeros(len(table))
     bad = problems.bad_rows()
-    _check_campaigns(ids[cols.adset], ids[cols.campaign], ~bad, cols.campaign, problems)
+    check_campaigns(ids[cols.adset], ids[cols.campaign], ~bad, cols.campaign, problems)
     found = problems.table()
     if len(found) and on_invalid == "raise":
         raise _ERRORS[found.iloc[0]["kind"]](name, found)
