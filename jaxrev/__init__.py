@@ -7,7 +7,6 @@ Public API::
     result.summary()
 """
 
-from jaxrev.allocation import Allocation, allocate, run_allocate
 from jaxrev.compare import compare, compare_models, heldout_calibration
 from jaxrev.data import (
     AdsetCampaignConflictError,
@@ -26,9 +25,7 @@ from jaxrev.data import (
     RevenueData,
     load_revenue_data,
 )
-from jaxrev.funnel import FunnelFit, fit_funnel, load_daily
 from jaxrev.inference import MAPOptions, NUTSOptions, SVIOptions, fit
-from jaxrev.market import replay, simulate_market
 from jaxrev.model import (
     MODELS,
     HierSigmaPriors,
@@ -45,17 +42,14 @@ from jaxrev.model import (
     student_t,
 )
 from jaxrev.result import FitDiagnostics, RevenueFit
-from jaxrev.roas import revenue_draws_from_fit, roas_draws
 from jaxrev.simulate import SimulatedAccount, simulate_account
 
 __all__ = [
     "MODELS",
     "AdsetCampaignConflictError",
-    "Allocation",
     "Columns",
     "DataReport",
     "FitDiagnostics",
-    "FunnelFit",
     "HierSigmaPriors",
     "InvalidDataError",
     "LocalLevelPriors",
@@ -78,24 +72,16 @@ __all__ = [
     "SVIOptions",
     "SimulatedAccount",
     "StudentTPriors",
-    "allocate",
     "compare",
     "compare_models",
     "fenton_wilkinson",
     "fit",
-    "fit_funnel",
     "heldout_calibration",
     "hier_sigma",
-    "load_daily",
     "load_revenue_data",
     "local_level",
     "multilevel",
     "no_pooling",
-    "replay",
-    "revenue_draws_from_fit",
-    "roas_draws",
-    "run_allocate",
     "simulate_account",
-    "simulate_market",
     "student_t",
 ]

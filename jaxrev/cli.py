@@ -4,7 +4,7 @@
 
 DATA is a CSV/TSV/Parquet file or ``bundled:NAME`` (``jaxrev datasets`` lists them). No model
 logic lives here: arguments become a call to :func:`jaxrev.fit` and :meth:`RevenueFit.save`, to
-:func:`jaxrev.batch.fit_accounts`, :func:`jaxrev.allocation.run_allocate` or
+:func:`jaxrev.batch.fit_accounts`, :func:`jaxrev.roas.cli.run_allocate` or
 :func:`jaxrev.compare.run_compare`.
 """
 
@@ -102,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-cache", action="store_true", help="no persistent compilation cache")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    _add_allocate(sub)
     from jaxrev.compare import add_compare_arguments
+    from jaxrev.roas.cli import add_allocate_parser
+
+    add_allocate_parser(sub)
 
     add_compare_arguments(
         sub.add_parser(
@@ -116,68 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("datasets", help="list the bundled data sets")
     return parser
-
-
-def _add_allocate(sub) -> None:
-    a = sub.add_parser(
-        "allocate",
-        help="recommend tomorrow's budget split from daily funnel data and a revenue fit",
-        description="Funnel (empirical-Bayes pooled per campaign) x revenue per conversion "
-        "(a `jaxrev fit` output folder) -> ROAS draws -> Thompson-sampling budget split, with "
-        "the expected revenue of the recommended and the current split.",
-    )
-    a.add_argument(
-        "daily",
-        help="daily table (CSV/Parquet: campaign, adset, date|day, spend, impressions, clicks, "
-        "conversions; the Kaggle Facebook-ads column names work too) or bundled:NAME",
-    )
-    a.add_argument(
-        "--revenue-fit", required=True, type=Path, help="folder `jaxrev fit --out` wrote"
-    )
-    a.add_argument("--budget", required=True, type=float, help="tomorrow's total budget")
-    a.add_argument("--out", required=True, type=Path, help="output directory")
-    a.add_argument(
-        "--current",
-        choices=("last", "total", "even"),
-        default="last",
-        help="the current split: spend of the latest day (default), of all days, or even",
-    )
-    a.add_argument("--half-life", type=float, default=None, help="discount half-life in days")
-    a.add_argument("--pooling", choices=("campaign", "account", "none"), default="campaign")
-    a.add_argument(
-        "--conversions-per",
-        choices=("click", "impression"),
-        default="click",
-        help="conversion-rate stage per click (default) or per impression (view-through)",
-    )
-    a.add_argument("--min-share", type=float, default=0.0, help="minimum exploration share")
-    a.add_argument("--max-share", type=float, default=1.0, help="maximum share per ad set")
-    a.add_argument("--caps", type=Path, default=None, help="CSV: adset, max_budget")
-    a.add_argument(
-        "--rule",
-        choices=("thompson", "proportional"),
-        default="thompson",
-        help="thompson: each posterior draw's best split, averaged (default); proportional: "
-        "shares ∝ P(best)^power within floors and caps",
-    )
-    a.add_argument(
-        "--power", type=float, default=1.0, help="power of the proportional rule (<1 smoother)"
-    )
-    a.add_argument(
-        "--revenue-fallback",
-        choices=("raise", "campaign"),
-        default="raise",
-        help="ad sets missing from the revenue fit: error (default) or their campaign's mean",
-    )
-    a.add_argument("--revenue-map", type=Path, default=None, help="CSV: adset, revenue_adset")
-    a.add_argument("--num-draws", type=int, default=None)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--prob", type=float, default=0.9, help="interval probability")
-    a.add_argument("--on-invalid", choices=("raise", "drop"), default="raise")
-    a.add_argument("--no-plot", action="store_true")
-    cols = a.add_argument_group("columns (default: our names, or the Kaggle table's)")
-    for name in ("adset", "campaign", "day", "spend", "impressions", "clicks", "conversions", "ad"):
-        cols.add_argument(f"--{name}-col", default=None)
 
 
 def _load(spec: str):
@@ -337,68 +277,6 @@ def _batch(args) -> int:
     return 0
 
 
-def _allocate(args) -> int:
-    from jaxrev.allocation import run_allocate
-    from jaxrev.data import InvalidDataError
-    from jaxrev.funnel import DailyColumns, load_daily
-    from jaxrev.roas import MissingAdsetsError
-
-    source, name = args.daily, None
-    if source.startswith(BUNDLED_PREFIX):
-        from jaxrev.datasets.daily import load_daily_bundled
-
-        name = source
-        source = load_daily_bundled(source[len(BUNDLED_PREFIX) :])
-    columns = {
-        field: getattr(args, f"{field}_col")
-        for field in DailyColumns._fields
-        if getattr(args, f"{field}_col") is not None
-    }
-    try:
-        daily = load_daily(
-            source,
-            columns or None,
-            conversions_per=args.conversions_per,
-            on_invalid=args.on_invalid,
-            name=name,
-        )
-        print(daily)
-        result, written = run_allocate(
-            daily,
-            args.revenue_fit,
-            args.budget,
-            args.out,
-            current=args.current,
-            half_life=args.half_life,
-            pooling=args.pooling,
-            rule=args.rule,
-            power=args.power,
-            min_share=args.min_share,
-            max_share=args.max_share,
-            max_budget=args.caps,
-            mapping=args.revenue_map,
-            fallback=args.revenue_fallback,
-            num_draws=args.num_draws,
-            seed=args.seed,
-            prob=args.prob,
-            plot=not args.no_plot,
-        )
-    except (InvalidDataError, MissingAdsetsError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    import pandas as pd
-
-    table = result.table.sort_values("budget", ascending=False)
-    lo, hi = [c for c in table.columns if c.startswith("roas_q")]
-    shown = ["adset", "campaign", "prob_best", "roas_mean", lo, hi, "current_budget", "budget"]
-    with pd.option_context("display.width", 120, "display.max_columns", 20):
-        print(table[shown].round(3).to_string(index=False, max_rows=40))
-    print(result.summary_text())
-    for name, path in written.items():
-        print(f"wrote {name}: {path}")
-    return 0
-
-
 def _reexec_with_fixed_hash_seed(argv: list[str] | None) -> None:
     """NumPyro programs hit JAX's persistent compilation cache across processes only with a
     fixed ``PYTHONHASHSEED``; a batch run restarts itself with one (once)."""
@@ -423,7 +301,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bundled:{name:20s} {description}")
         return 0
     if args.command == "allocate":
-        return _allocate(args)
+        from jaxrev.roas.cli import allocate_command
+
+        return allocate_command(args)
     if args.command == "compare":
         from jaxrev.compare import run_compare
 

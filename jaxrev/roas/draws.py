@@ -3,7 +3,7 @@ r"""Return on ad spend per ad set: conversions per spend × mean revenue per con
 $$\mathrm{ROAS}_a = \kappa_a \cdot \bar R_a, \qquad \kappa_a = \lambda_a p_a q_a, \qquad
   \bar R_a = E[R_a] = e^{\theta_a + \sigma^2/2},$$
 
-with $\kappa_a$ from the funnel (:mod:`jaxrev.funnel`) and $\bar R_a$ the ``adset_mean`` of a
+with $\kappa_a$ from the funnel (:mod:`jaxrev.roas.funnel`) and $\bar R_a$ the ``adset_mean`` of a
 revenue fit (:mod:`jaxrev`, any method). The two are independent a posteriori (different data),
 so draw $d$ of ROAS is draw $d$ of the funnel times draw $d$ of the revenue fit. Revenue draws
 keep their alignment across ad sets (draw $d$ of every ad set comes from the same posterior
@@ -27,7 +27,9 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from jaxrev.funnel import DrawArray, FunnelFit
+from jaxrev.result import RevenueFit, import_arviz
+from jaxrev.roas.funnel import DrawArray
+from jaxrev.roas.funnel_fit import FunnelFit
 
 
 class RevenueDraws(NamedTuple):
@@ -67,7 +69,7 @@ class MissingAdsetsError(KeyError):
         return self.message
 
 
-def revenue_draws_from_fit(fit) -> RevenueDraws:
+def revenue_draws_from_fit(fit: RevenueFit) -> RevenueDraws:
     """:class:`RevenueDraws` of a :class:`~jaxrev.result.RevenueFit` (chains flattened)."""
     adsets = fit.data.adsets
     has_campaign = "campaign_mean" in fit.draws
@@ -85,8 +87,6 @@ def load_revenue_draws(directory: str | Path) -> RevenueDraws:
     """Read the draws that ``jaxrev fit ... --out DIR`` (:meth:`RevenueFit.save`) wrote:
     ``inference_data.nc`` (posterior ``adset_mean``, ``campaign_mean``), ``summary.csv`` (each
     ad set's campaign) and ``diagnostics.json`` (the method)."""
-    from jaxrev.result import import_arviz
-
     directory = Path(directory)
     path = directory / "inference_data.nc"
     if not path.exists():
@@ -225,7 +225,7 @@ def roas_draws(
 
     Args:
         rng: seed or generator (funnel draws, and resampling of revenue draws).
-        funnel: a :class:`~jaxrev.funnel.FunnelFit`.
+        funnel: a :class:`~jaxrev.roas.funnel_fit.FunnelFit`.
         revenue: :class:`RevenueDraws` (:func:`revenue_draws_from_fit`,
             :func:`load_revenue_draws`).
         num_draws: number of draws (default: as many as the revenue fit has; at least 1000

@@ -57,31 +57,11 @@ are differences of $\log\Gamma$ of such counts, which float32 cannot resolve.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
-import pandas as pd
 from jaxtyping import Float, Int
 from scipy.special import digamma, expit, gammaln, logit, xlogy
-
-from jaxrev.data import (
-    AdsetCampaignConflictError,
-    InvalidDataError,
-    MissingColumnError,
-    MissingValueError,
-    NegativeCountError,
-    NonFiniteValueError,
-    NonIntegerCountError,
-    NonNumericValueError,
-    Problems,
-    check_campaigns,
-    missing_mask,
-    parse_numbers,
-    read_table,
-)
 
 # Shapes: ``adsets`` (ad sets a), ``groups`` (campaigns c, or any pooling groups), ``rows``,
 # ``draws`` (posterior draws), ``seeds`` (a leading batch axis).
@@ -147,8 +127,8 @@ class HyperPrior(NamedTuple):
     mean_log_sd: float = 3.0
 
 
-class EBSettings(NamedTuple):
-    """Newton (Levenberg-Marquardt) settings: stop when the Newton decrement
+class EBOptions(NamedTuple):
+    """Newton (Levenberg-Marquardt) options: stop when the Newton decrement
     $g^\\top(-H)^{-1}g/2$ is below ``tol`` (in log-likelihood units) for every group."""
 
     max_steps: int = 200
@@ -156,7 +136,7 @@ class EBSettings(NamedTuple):
 
 
 DEFAULT_HYPER = HyperPrior()
-DEFAULT_EB = EBSettings()
+DEFAULT_EB = EBOptions()
 
 
 class EBStatus(NamedTuple):
@@ -418,7 +398,7 @@ def fit_stage_prior(
     group: AdsetIndex,
     num_groups: int,
     hyper: HyperPrior = DEFAULT_HYPER,
-    settings: EBSettings = DEFAULT_EB,
+    options: EBOptions = DEFAULT_EB,
     init: GammaParams | BetaParams | None = None,
 ) -> tuple[GammaParams | BetaParams, np.ndarray, int]:
     r"""Empirical-Bayes prior of one stage for every group at once.
@@ -475,10 +455,10 @@ def fit_stage_prior(
     done = np.zeros(num_groups, bool)
     eye = np.eye(2)
     steps = 0
-    for steps in range(1, settings.max_steps + 1):  # noqa: B007
+    for steps in range(1, options.max_steps + 1):  # noqa: B007
         neg_h = -hess
         decrement = 0.5 * np.einsum("gi,gi->g", grad, _solve_pd(neg_h, grad))
-        done |= np.isfinite(decrement) & (decrement < settings.tol) & (_min_eig_2x2(neg_h) > 0)
+        done |= np.isfinite(decrement) & (decrement < options.tol) & (_min_eig_2x2(neg_h) > 0)
         if done.all():
             break
         scale = np.abs(np.diagonal(neg_h, axis1=-2, axis2=-1)) + 1.0
@@ -495,7 +475,7 @@ def fit_stage_prior(
         damping = np.where(better, np.maximum(damping / 3, 1e-9), np.minimum(damping * 10, 1e12))
         # a group whose damping has grown this large cannot improve: it is at the mode
         # to rounding (the decrement test failed only by round-off)
-        done |= (damping >= 1e12) & np.isfinite(decrement) & (decrement < 1e3 * settings.tol)
+        done |= (damping >= 1e12) & np.isfinite(decrement) & (decrement < 1e3 * options.tol)
         new_value, new_grad, new_hess = objective(u, k, items)
         keep = done[:, None]
         value = np.where(done, value, new_value)
@@ -531,7 +511,7 @@ def fit_funnel_prior(
     num_groups: int,
     conversions_per: ConversionsPer = "click",
     hyper: HyperPrior = DEFAULT_HYPER,
-    settings: EBSettings = DEFAULT_EB,
+    options: EBOptions = DEFAULT_EB,
     init: FunnelParams | None = None,
 ) -> tuple[FunnelParams, EBStatus]:
     """Empirical-Bayes priors of the three stages for every group (:func:`fit_stage_prior`)."""
@@ -540,7 +520,7 @@ def fit_funnel_prior(
         kind = "gamma" if name == "impressions_per_spend" else "beta"
         start = None if init is None else getattr(init, name)
         fitted[name], converged[name], num_steps[name] = fit_stage_prior(
-            kind, x, y, group, num_groups, hyper, settings, start
+            kind, x, y, group, num_groups, hyper, options, start
         )
     return FunnelParams(**fitted), EBStatus(converged, num_steps)
 
@@ -615,506 +595,31 @@ def posterior_means(posterior: FunnelParams, conversions_per: ConversionsPer = "
     return {"impressions_per_spend": lam, "ctr": ctr, "cvr": cvr, "conversions_per_spend": cps}
 
 
-# --------------------------------------------------------------------------------------------
-# Daily tables: reading and checking
-# --------------------------------------------------------------------------------------------
-
-
-class DailyColumns(NamedTuple):
-    """Column names of a daily (or any-period) ad-set table. ``day``: a date or a day number
-    (None: a column named ``date`` or ``day`` if there is one, else a single period); ``ad``:
-    an ad column whose rows are summed into their ad set (None: none)."""
-
-    adset: str = "adset"
-    campaign: str = "campaign"
-    spend: str = "spend"
-    impressions: str = "impressions"
-    clicks: str = "clicks"
-    conversions: str = "conversions"
-    day: str | None = None
-    ad: str | None = None
-
-
-KAGGLE_COLUMNS = DailyColumns(
-    adset="fb_campaign_id",
-    campaign="xyz_campaign_id",
-    spend="Spent",
-    impressions="Impressions",
-    clicks="Clicks",
-    conversions="Approved_Conversion",
-    day=None,
-    ad="ad_id",
-)
-"""The Kaggle "Sales Conversion Optimization" Facebook table: ``fb_campaign_id`` is the ad set,
-``xyz_campaign_id`` the campaign, one row per ad, one period. ``Approved_Conversion`` (bought the
-product) is the revenue-bearing conversion; ``Total_Conversion`` (enquiries) is the other choice."""
-
-
-class NegativeValueError(InvalidDataError):
-    kind = "negative_value"
-
-
-class FunnelOrderError(InvalidDataError):
-    """More clicks than impressions, or more conversions than clicks (or impressions)."""
-
-    kind = "funnel_order"
-
-
-_ERRORS = {
-    cls.kind: cls
-    for cls in (
-        MissingColumnError,
-        MissingValueError,
-        NonNumericValueError,
-        NonFiniteValueError,
-        NegativeCountError,
-        NonIntegerCountError,
-        NegativeValueError,
-        FunnelOrderError,
-        AdsetCampaignConflictError,
-    )
-}
-
-
-def resolve_columns(names, columns: DailyColumns | None = None, **overrides) -> DailyColumns:
-    """The column set for a table with columns ``names``: ``columns`` if given, else the Kaggle
-    names when the table has them (and no ``adset`` column), else the defaults; then
-    ``overrides`` that are not None."""
-    names = set(names)
-    if columns is None:
-        kaggle = {KAGGLE_COLUMNS.adset, KAGGLE_COLUMNS.campaign} <= names
-        columns = KAGGLE_COLUMNS if kaggle and "adset" not in names else DailyColumns()
-    columns = columns._replace(**{k: v for k, v in overrides.items() if v is not None})
-    if columns.day is None:
-        for candidate in ("date", "day"):
-            if candidate in names:
-                columns = columns._replace(day=candidate)
-                break
-    return columns
-
-
-@dataclass(frozen=True)
-class DailyData:
-    """A validated daily table, summed per (ad set, day).
-
-    Attributes:
-        rows: one row per ad set and day: ``adset_index``, ``age`` (days before the latest day;
-            0 for a single period), ``spend``, ``impressions``, ``clicks``, ``conversions``,
-            ``paid_impressions`` (impressions of the summed rows that had spend).
-        adsets: one row per ad set (campaign, then ad set order): ``adset``, ``campaign``,
-            ``days``, the raw totals, ``last_spend`` (spend on the latest day) and the raw rates.
-        campaigns: the campaign labels; ``adset_campaign`` indexes them.
-        report: what was read, summed and dropped; ``invalid`` lists dropped problems.
-    """
-
-    rows: pd.DataFrame
-    adsets: pd.DataFrame
-    campaigns: np.ndarray
-    adset_campaign: np.ndarray
-    conversions_per: ConversionsPer
-    source: str
-    columns: DailyColumns
-    report: dict = field(default_factory=dict)
-    invalid: pd.DataFrame | None = field(default=None, repr=False)
-
-    @property
-    def num_adsets(self) -> int:
-        return len(self.adsets)
-
-    @property
-    def num_campaigns(self) -> int:
-        return len(self.campaigns)
-
-    def statistics(self, half_life: float | None = None) -> FunnelStats:
-        """Discounted :class:`FunnelStats` (see :func:`discount_weights`)."""
-        r = self.rows
-        return funnel_statistics(
-            r["adset_index"].to_numpy(),
-            self.num_adsets,
-            r["spend"].to_numpy(),
-            r["impressions"].to_numpy(),
-            r["clicks"].to_numpy(),
-            r["conversions"].to_numpy(),
-            discount_weights(r["age"].to_numpy(), half_life),
-            r["paid_impressions"].to_numpy(),
-        )
-
-    def __str__(self) -> str:
-        r = self.report
-        text = (
-            f"{self.source}: {r['rows_read']} rows read, {r['rows_used']} used "
-            f"({self.num_adsets} ad sets, {self.num_campaigns} campaigns, {r['days']} period(s))"
-        )
-        if r.get("ads_summed"):
-            text += f"; {r['ads_summed']} ads summed into their ad sets"
-        if r.get("zero_spend_rows_with_impressions"):
-            text += (
-                f"; {r['zero_spend_rows_with_impressions']} rows with impressions but no spend "
-                "(left out of impressions per spend)"
-            )
-        if r.get("rows_invalid"):
-            text += f"; {r['rows_invalid']} invalid rows dropped"
-        return text
-
-
-def _parse_days(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
-    """Days as float day numbers (dates: days since the epoch); and a mask of unparsable."""
-    numbers, missing, text = parse_numbers(values)
-    if not text.any():
-        return numbers.to_numpy(float), missing
-    dates = pd.to_datetime(values.where(~missing_mask(values)), errors="coerce")
-    bad = ~missing & dates.isna()
-    days = (dates - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
-    return days.to_numpy(float), missing | bad
-
-
-def load_daily(
-    source: pd.DataFrame | str | Path,
-    columns: DailyColumns | Mapping[str, str] | None = None,
-    *,
-    conversions_per: ConversionsPer = "click",
-    on_invalid: Literal["raise", "drop"] = "raise",
-    name: str | None = None,
-) -> DailyData:
-    """Read and check a table of (campaign, ad set, day, spend, impressions, clicks, conversions).
-
-    Every row is checked at once; a problem raises a subclass of
-    :class:`~jaxrev.data.InvalidDataError` naming the file, row and column: missing columns or
-    identifiers, non-numeric or non-finite values, negative spend, negative or fractional counts,
-    clicks above impressions, conversions above clicks (``conversions_per="click"``) or above
-    impressions, an ad set under two campaigns, an unparsable day. With ``on_invalid="drop"``
-    the bad rows are dropped and listed in ``.invalid``. Rows of one ad set and day (e.g. ads,
-    placements) are summed. The Kaggle Facebook table is recognised by its column names
-    (:data:`KAGGLE_COLUMNS`); ``columns`` may be a :class:`DailyColumns` or a dict of a few names
-    that replace those of the recognised set. ``name`` labels the source in messages (default:
-    the path).
-
-    Example:
-        >>> daily = load_daily("../shared/data/kag_conversion_data_fb_ads.csv",
-        ...                    conversions_per="impression")  # doctest: +SKIP
-    """
-    if conversions_per not in ("click", "impression"):
-        raise ValueError(
-            f"conversions_per must be 'click' or 'impression', got {conversions_per!r}"
-        )
-    table, source_name, is_csv = read_table(source)
-    name = source_name if name is None else name
-    if isinstance(columns, Mapping):
-        cols = resolve_columns(table.columns, None, **columns)
-    else:
-        cols = resolve_columns(table.columns, columns)
-    required = [cols.adset, cols.campaign, cols.spend, cols.impressions, cols.clicks]
-    required += [cols.conversions] + [c for c in (cols.day, cols.ad) if c is not None]
-    missing_cols = [c for c in required if c not in table.columns]
-    if missing_cols:
-        problems = pd.DataFrame(
-            {
-                "row": pd.NA,
-                "line": pd.NA,
-                "column": missing_cols,
-                "value": None,
-                "kind": "missing_column",
-                "reason": f"column not found (columns are {list(table.columns)})",
-            }
-        )
-        raise MissingColumnError(name, problems)
-
-    row_number = np.arange(1, len(table) + 1)
-    problems = Problems(row_number, is_csv)
-    ids = {}
-    for col in (cols.campaign, cols.adset):
-        miss = missing_mask(table[col])
-        problems.add(miss, col, table[col], "missing_value", "missing identifier")
-        ids[col] = table[col].astype("string").str.strip().to_numpy(dtype=object)
-
-    values = {}
-    for key in ("spend", "impressions", "clicks", "conversions"):
-        col = getattr(cols, key)
-        x, miss, text = parse_numbers(table[col])
-        raw = table[col]
-        problems.add(miss, col, raw, "missing_value", f"missing {key}")
-        problems.add(text, col, raw, "non_numeric", f"{key} is not a number")
-        finite = np.isfinite(x)
-        problems.add(~x.isna() & ~finite, col, raw, "non_finite", f"{key} is not finite")
-        if key == "spend":
-            problems.add(finite & (x < 0), col, raw, "negative_value", "negative spend")
-        else:
-            problems.add(finite & (x < 0), col, raw, "negative_count", f"negative {key}")
-            frac = finite & (x >= 0) & (x != np.floor(x))
-            problems.add(frac, col, raw, "non_integer_count", f"{key} is not a whole number")
-        values[key] = x.to_numpy(float)
-
-    v = values
-    problems.add(
-        pd.Series(v["clicks"] > v["impressions"]),
-        cols.clicks,
-        table[cols.clicks],
-        "funnel_order",
-        f"more clicks than impressions (column {cols.impressions!r})",
-    )
-    if conversions_per == "click":
-        problems.add(
-            pd.Series(v["conversions"] > v["clicks"]),
-            cols.conversions,
-            table[cols.conversions],
-            "funnel_order",
-            f"more conversions than clicks (column {cols.clicks!r}); if conversions need not "
-            "follow a click (view-through conversions), use conversions_per='impression' "
-            "(CLI: --conversions-per impression)",
-        )
-    else:
-        problems.add(
-            pd.Series(v["conversions"] > v["impressions"]),
-            cols.conversions,
-            table[cols.conversions],
-            "funnel_order",
-            f"more conversions than impressions (column {cols.impressions!r})",
-        )
-    if cols.day is not None:
-        days, bad_day = _parse_days(table[cols.day])
-        problems.add(
-            bad_day, cols.day, table[cols.day], "non_numeric", "day is not a number or a date"
-        )
-    else:
-        days = np.zeros(len(table))
-    bad = problems.bad_rows()
-    check_campaigns(ids[cols.adset], ids[cols.campaign], ~bad, cols.campaign, problems)
-    found = problems.table()
-    if len(found) and on_invalid == "raise":
-        raise _ERRORS[found.iloc[0]["kind"]](name, found)
-    keep = ~problems.bad_rows()
-    if not keep.any():
-        raise ValueError(f"{name}: no valid rows")
-
-    campaign = ids[cols.campaign][keep].astype(str)
-    adset = ids[cols.adset][keep].astype(str)
-    campaigns, campaign_of_row = np.unique(campaign, return_inverse=True)
-    labels, first, adset_of_row = np.unique(adset, return_index=True, return_inverse=True)
-    campaign_of_label = campaign_of_row[first]
-    order = np.lexsort((labels, campaign_of_label))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    day = days[keep]
-    latest = day.max()
-    frame = pd.DataFrame(
-        {
-            "adset_index": rank[adset_of_row],
-            "age": latest - day,
-            **{k: v[k][keep] for k in ("spend", "impressions", "clicks", "conversions")},
-        }
-    )
-    frame["paid_impressions"] = np.where(frame["spend"] > 0, frame["impressions"], 0.0)
-    zero_spend = int(((frame["spend"] == 0) & (frame["impressions"] > 0)).sum())
-    rows = frame.groupby(["adset_index", "age"], as_index=False, sort=True).sum()
-    num_adsets = len(labels)
-    adset_campaign = campaign_of_label[order]
-
-    def total(col, where=None):
-        w = rows[col].to_numpy(float) if where is None else np.where(where, rows[col], 0.0)
-        return np.bincount(rows["adset_index"], weights=w, minlength=num_adsets)
-
-    adsets = pd.DataFrame(
-        {
-            "adset": labels[order].astype(object),
-            "campaign": campaigns[adset_campaign].astype(object),
-            "days": np.bincount(rows["adset_index"], minlength=num_adsets),
-            **{k: total(k) for k in ("spend", "impressions", "clicks", "conversions")},
-            "last_spend": total("spend", rows["age"].to_numpy() == 0),
-        }
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        adsets["raw_ctr"] = adsets["clicks"] / adsets["impressions"]
-        base = adsets["clicks"] if conversions_per == "click" else adsets["impressions"]
-        adsets["raw_cvr"] = adsets["conversions"] / base
-        adsets["raw_conversions_per_spend"] = adsets["conversions"] / adsets["spend"]
-    report = {
-        "rows_read": len(table),
-        "rows_used": int(keep.sum()),
-        "rows_invalid": int((~keep).sum()),
-        "ads_summed": int(len(frame) - len(rows)) if cols.ad is not None else 0,
-        "rows_summed": int(len(frame) - len(rows)),
-        "days": int(rows["age"].nunique()),
-        "zero_spend_rows_with_impressions": zero_spend,
-    }
-    return DailyData(
-        rows=rows,
-        adsets=adsets,
-        campaigns=campaigns.astype(object),
-        adset_campaign=adset_campaign,
-        conversions_per=conversions_per,
-        source=name,
-        columns=cols,
-        report=report,
-        invalid=found.reset_index(drop=True) if len(found) else None,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# The fitted funnel
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FunnelFit:
-    """The funnel of every ad set: priors (per pooling group), posteriors (per ad set), data.
-
-    Use :meth:`sample` for draws of conversions per spend and :meth:`summary` for a table.
-    """
-
-    data: DailyData
-    stats: FunnelStats
-    prior: FunnelParams
-    posterior: FunnelParams
-    group: np.ndarray
-    status: EBStatus | None
-    pooling: Pooling
-    half_life: float | None
-
-    @property
-    def conversions_per(self) -> ConversionsPer:
-        return self.data.conversions_per
-
-    def sample(self, rng: np.random.Generator | int, num_draws: int = 1000) -> FunnelDraws:
-        """Posterior draws ``(num_draws, adsets)`` of each stage and of conversions per spend."""
-        return sample_funnel(rng, self.posterior, num_draws, self.conversions_per)
-
-    def summary(self, prob: float = 0.9) -> pd.DataFrame:
-        """One row per ad set: raw totals and rates, posterior means of each stage, and the
-        posterior mean and central ``prob`` interval of conversions per unit spend (the
-        interval from 4000 draws, seed 0)."""
-        means = posterior_means(self.posterior, self.conversions_per)
-        table = self.data.adsets.copy()
-        for key, value in means.items():
-            table[f"{key}_mean"] = value
-        draws = self.sample(0, 4000).conversions_per_spend
-        lo, hi = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
-        table[f"conversions_per_spend_q{50 * (1 - prob):g}"] = lo
-        table[f"conversions_per_spend_q{50 * (1 + prob):g}"] = hi
-        return table
-
-    def priors_table(self) -> pd.DataFrame:
-        """The prior of each pooling group: mean and coefficient of variation of each stage."""
-        g, c, v = self.prior
-        labels = self.data.campaigns if self.pooling == "campaign" else np.array(["account"])
-        if self.pooling == "none":
-            labels = np.array(["vague"])
-
-        def beta_cv(p):
-            m = p.alpha / (p.alpha + p.beta)
-            return np.sqrt((1 - m) / (m * (p.alpha + p.beta + 1)))
-
-        return pd.DataFrame(
-            {
-                "group": labels,
-                "impressions_per_spend_mean": np.broadcast_to(g.shape / g.rate, labels.shape),
-                "impressions_per_spend_cv": np.broadcast_to(1 / np.sqrt(g.shape), labels.shape),
-                "ctr_mean": np.broadcast_to(c.alpha / (c.alpha + c.beta), labels.shape),
-                "ctr_cv": np.broadcast_to(beta_cv(c), labels.shape),
-                "ctr_prior_size": np.broadcast_to(c.alpha + c.beta, labels.shape),
-                "cvr_mean": np.broadcast_to(v.alpha / (v.alpha + v.beta), labels.shape),
-                "cvr_cv": np.broadcast_to(beta_cv(v), labels.shape),
-                "cvr_prior_size": np.broadcast_to(v.alpha + v.beta, labels.shape),
-            }
-        )
-
-
-def fit_funnel(
-    data: DailyData | pd.DataFrame | str | Path,
-    *,
-    half_life: float | None = None,
-    pooling: Pooling = "campaign",
-    hyper: HyperPrior = DEFAULT_HYPER,
-    settings: EBSettings = DEFAULT_EB,
-    conversions_per: ConversionsPer = "click",
-    columns: DailyColumns | None = None,
-) -> FunnelFit:
-    """Fit the funnel of every ad set: discounted statistics, empirical-Bayes priors per
-    campaign (``pooling="campaign"``), per account (``"account"``) or none (``"none"``: vague
-    priors), and the conjugate posteriors.
-
-    Args:
-        data: a :class:`DailyData`, or a table / file read with :func:`load_daily` (then
-            ``conversions_per`` and ``columns`` apply).
-        half_life: discount half-life in days (None: every day counts fully).
-
-    Example:
-        >>> funnel = fit_funnel("daily.csv", half_life=7)  # doctest: +SKIP
-        >>> draws = funnel.sample(0, 1000).conversions_per_spend  # (1000, adsets)
-    """
-    if not isinstance(data, DailyData):
-        data = load_daily(data, columns, conversions_per=conversions_per)
-    stats = data.statistics(half_life)
-    if pooling == "campaign":
-        group, num_groups = data.adset_campaign, data.num_campaigns
-    elif pooling == "account":
-        group, num_groups = np.zeros(data.num_adsets, np.int64), 1
-    elif pooling == "none":
-        group, num_groups = None, 0
-    else:
-        raise ValueError(f"pooling must be 'campaign', 'account' or 'none', got {pooling!r}")
-    if group is None:
-        prior, status = VAGUE_PRIOR, None
-    else:
-        prior, status = fit_funnel_prior(
-            stats, group, num_groups, data.conversions_per, hyper, settings
-        )
-        if not status.all_converged:
-            import warnings
-
-            warnings.warn(
-                f"empirical Bayes did not converge for some groups: {status.converged}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    posterior = funnel_posterior(stats, prior, group, data.conversions_per)
-    if group is None:
-        posterior = FunnelParams(
-            *(
-                type(p)(*(np.broadcast_to(x, (data.num_adsets,)).copy() for x in p))
-                for p in posterior
-            )
-        )
-    return FunnelFit(
-        data=data,
-        stats=stats,
-        prior=prior,
-        posterior=posterior,
-        group=np.zeros(data.num_adsets, np.int64) if group is None else np.asarray(group),
-        status=status,
-        pooling=pooling,
-        half_life=half_life,
-    )
-
-
 __all__ = [
-    "KAGGLE_COLUMNS",
+    "DEFAULT_EB",
+    "DEFAULT_HYPER",
     "VAGUE_PRIOR",
     "BetaParams",
-    "DailyColumns",
-    "DailyData",
-    "EBSettings",
+    "ConversionsPer",
+    "EBOptions",
     "EBStatus",
     "FunnelDraws",
-    "FunnelFit",
-    "FunnelOrderError",
     "FunnelParams",
     "FunnelStats",
     "GammaParams",
     "HyperPrior",
-    "NegativeValueError",
+    "Pooling",
     "add_statistics",
     "beta_binomial_log_marginal",
     "beta_binomial_posterior",
     "discount_statistics",
     "discount_weights",
-    "fit_funnel",
     "fit_funnel_prior",
     "fit_stage_prior",
     "funnel_posterior",
     "funnel_statistics",
     "gamma_poisson_log_marginal",
     "gamma_poisson_posterior",
-    "load_daily",
     "posterior_means",
     "sample_funnel",
     "stage_data",

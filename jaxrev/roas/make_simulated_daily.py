@@ -1,11 +1,12 @@
 """Regenerate ``simulated_daily.csv`` (the bundled daily funnel table) and its truth.
 
-Run ``python -m jaxrev.datasets.make_simulated_daily``. The market (:func:`jaxrev.market.
-simulate_market`) has the 19 ad sets and 5 campaigns of the bundled simulated revenue account,
-with that account's true revenue per conversion (``simulated_account_truth.csv``, and its
-$\\sigma = 1.1$), so that ``jaxrev allocate bundled:simulated_daily --revenue-fit DIR`` joins with
-a fit of ``bundled:simulated_account``. 28 days of a 10,000-a-day budget split unevenly (the
-"current" split, with daily jitter); funnel rates drift slowly (AR(1), 0.02 a day).
+Run ``python -m jaxrev.roas.make_simulated_daily``; it writes into ``jaxrev/datasets/``. The
+market (:func:`jaxrev.roas.market.simulate_market`) has the 19 ad sets and 5 campaigns of the
+bundled simulated revenue account, with that account's true revenue per conversion
+(``simulated_account_truth.csv``, and its $\\sigma = 1.1$), so that ``jaxrev allocate
+bundled:simulated_daily --revenue-fit DIR`` joins with a fit of ``bundled:simulated_account``.
+28 days of a 10,000-a-day budget split unevenly (the "current" split, with daily jitter); funnel
+rates drift slowly (AR(1), 0.02 a day).
 """
 
 from pathlib import Path
@@ -13,16 +14,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jaxrev.market import market_daily_table, observe_day, simulate_market
+from jaxrev.roas.market import market_daily_table, observe_day, simulate_market
 
 SEED = 20261201
 NUM_DAYS = 28
+DATASETS = Path(__file__).resolve().parents[1] / "datasets"  # where the bundled tables live
 BUDGET = 10_000.0
 SIGMA = 1.1  # the simulated account's revenue_sigma (make_simulated.HYPER)
 
 
 def main() -> None:
-    here = Path(__file__).parent
+    here = DATASETS
     revenue = pd.read_csv(here / "simulated_account_truth.csv")
     sizes = tuple(revenue.groupby("campaign", sort=True).size())
     truth = simulate_market(

@@ -30,7 +30,7 @@ splits a fixed budget from what it has seen so far, and the market answers. Poli
 * ``roas_thompson``: Thompson sampling on ROAS draws (funnel × revenue per conversion); with
   ``rule="proportional"``, shares proportional to a power of the probability of being best.
 
-All use the same funnel (:mod:`jaxrev.funnel`: empirical Bayes per campaign, warm-started from
+All use the same funnel (:mod:`jaxrev.roas.funnel`: empirical Bayes per campaign, warm-started from
 the previous day) and the same floors and caps; the oracle puts the budget on the truly best ad
 sets. Regret is the oracle's expected revenue minus the policy's, where a day's expected revenue
 is $\sum_a s_{at}\,\mathrm{ROAS}^{\text{true}}_{at}$ (noise-free, so differences are due to the
@@ -57,8 +57,13 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 
-from jaxrev.allocation import constrained_shares, greedy_shares, share_bounds, shares_by_rule
-from jaxrev.funnel import (
+from jaxrev.roas.allocation import (
+    constrained_shares,
+    greedy_shares,
+    share_bounds,
+    shares_by_rule,
+)
+from jaxrev.roas.funnel import (
     FunnelParams,
     FunnelStats,
     HyperPrior,
@@ -315,7 +320,7 @@ PolicyKind = Literal["fixed", "cpa_thompson", "roas_thompson", "roas_greedy"]
 class Policy(NamedTuple):
     """A budget policy of the replay: its ``kind``, discount half-life (days; None: none), and
     for the Thompson kinds the allocation ``rule`` and ``power``
-    (:func:`jaxrev.allocation.shares_by_rule`)."""
+    (:func:`jaxrev.roas.allocation.shares_by_rule`)."""
 
     name: str
     kind: PolicyKind
@@ -332,7 +337,7 @@ DEFAULT_POLICIES = (
 )
 
 
-class ReplaySettings(NamedTuple):
+class ReplayOptions(NamedTuple):
     """Budget per day, floors and caps (shares), draws per decision, even-split warm-up days,
     the funnel's pooling and hyper-prior."""
 
@@ -345,7 +350,7 @@ class ReplaySettings(NamedTuple):
     hyper: HyperPrior = HyperPrior()
 
 
-DEFAULT_REPLAY = ReplaySettings()
+DEFAULT_REPLAY = ReplayOptions()
 
 
 class ReplayResult(NamedTuple):
@@ -440,29 +445,29 @@ def _decide(
     state: _PolicyState,
     rng: np.random.Generator,
     truth: MarketTruth,
-    settings: ReplaySettings,
+    options: ReplayOptions,
     lo: np.ndarray,
     hi: np.ndarray,
 ) -> tuple[np.ndarray, FunnelParams]:
     S, A = truth.num_seeds, truth.num_adsets
-    C = truth.num_campaigns if settings.pooling == "campaign" else 1
-    campaign = truth.adset_campaign if settings.pooling == "campaign" else np.zeros(A, np.int64)
+    C = truth.num_campaigns if options.pooling == "campaign" else 1
+    campaign = truth.adset_campaign if options.pooling == "campaign" else np.zeros(A, np.int64)
     group = (np.arange(S)[:, None] * C + campaign[None, :]).ravel()
     prior, _ = fit_funnel_prior(
-        state.funnel, group, S * C, "click", settings.hyper, init=state.prior
+        state.funnel, group, S * C, "click", options.hyper, init=state.prior
     )
     post = funnel_posterior(state.funnel, prior, group, "click")
     post = FunnelParams(*(type(p)(*(x.reshape(S, A) for x in p)) for p in post))
     if policy.kind == "roas_greedy":
         cps = posterior_means(post)["conversions_per_spend"]
-        rev = revenue_mean_draws(rng, state.revenue, truth.revenue_sigma, settings.num_draws)
+        rev = revenue_mean_draws(rng, state.revenue, truth.revenue_sigma, options.num_draws)
         return greedy_shares(cps * rev.mean(axis=1), lo, hi), prior
-    cps = sample_funnel(rng, post, settings.num_draws).conversions_per_spend  # (S, D, A)
+    cps = sample_funnel(rng, post, options.num_draws).conversions_per_spend  # (S, D, A)
     if policy.kind == "cpa_thompson":
         values = cps
     else:
         values = cps * revenue_mean_draws(
-            rng, state.revenue, truth.revenue_sigma, settings.num_draws
+            rng, state.revenue, truth.revenue_sigma, options.num_draws
         )
     return shares_by_rule(values, policy.rule, policy.power, lo, hi), prior
 
@@ -470,7 +475,7 @@ def _decide(
 def replay(
     truth: MarketTruth,
     policies: tuple[Policy, ...] = DEFAULT_POLICIES,
-    settings: ReplaySettings = DEFAULT_REPLAY,
+    options: ReplayOptions = DEFAULT_REPLAY,
     seed: int = 0,
 ) -> ReplayResult:
     """Run every policy day by day against the market ``truth`` (all seeds at once).
@@ -485,10 +490,10 @@ def replay(
     """
     t0 = time.perf_counter()
     S, T, A = truth.num_seeds, truth.num_days, truth.num_adsets
-    lo, hi = share_bounds(A, 1.0, settings.min_share, settings.max_share)
+    lo, hi = share_bounds(A, 1.0, options.min_share, options.max_share)
     true_roas = truth.roas
     oracle = greedy_shares(true_roas, lo, hi)
-    oracle_revenue = settings.budget * (oracle * true_roas).sum(-1)
+    oracle_revenue = options.budget * (oracle * true_roas).sum(-1)
     P = len(policies)
     expected = np.zeros((P, S, T))
     realized = np.zeros((P, S, T))
@@ -502,11 +507,11 @@ def replay(
         for i, policy in enumerate(policies):
             state = states[i]
             decide_rng = np.random.default_rng([seed, 1, t])
-            if policy.kind == "fixed" or t < settings.warmup_days:
+            if policy.kind == "fixed" or t < options.warmup_days:
                 shares, prior = even, state.prior
             else:
-                shares, prior = _decide(policy, state, decide_rng, truth, settings, lo, hi)
-            spend = settings.budget * shares
+                shares, prior = _decide(policy, state, decide_rng, truth, options, lo, hi)
+            spend = options.budget * shares
             obs = observe_day(np.random.default_rng([seed, 2, t]), truth, t, spend)
             shares_out[i, :, t] = shares
             expected[i, :, t] = (spend * true_roas[:, t]).sum(-1)
@@ -606,8 +611,8 @@ __all__ = [
     "DayObservation",
     "MarketTruth",
     "Policy",
+    "ReplayOptions",
     "ReplayResult",
-    "ReplaySettings",
     "RevenueStats",
     "market_daily_table",
     "observe_day",

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxrev.allocation import run_allocate
 from jaxrev.cli import main
 from jaxrev.datasets.daily import load_daily_bundled
-from jaxrev.funnel import fit_funnel
 from jaxrev.inference import fit
-from jaxrev.market import market_daily_table, observe_day, simulate_market
-from jaxrev.roas import load_revenue_draws, revenue_draws_from_fit
+from jaxrev.roas.cli import run_allocate
+from jaxrev.roas.draws import load_revenue_draws, revenue_draws_from_fit
+from jaxrev.roas.funnel_fit import fit_funnel
+from jaxrev.roas.market import market_daily_table, observe_day, simulate_market
 
 
 @pytest.fixture(scope="module")

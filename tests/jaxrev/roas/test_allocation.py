@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from scipy.special import betaln
 
-from jaxrev.allocation import (
+from jaxrev.roas.allocation import (
     allocate,
     constrained_shares,
     greedy_shares,
@@ -17,8 +17,14 @@ from jaxrev.allocation import (
     split_revenue,
     thompson_shares,
 )
-from jaxrev.funnel import fit_funnel
-from jaxrev.roas import MissingAdsetsError, RevenueDraws, match_revenue, roas_draws, roas_summary
+from jaxrev.roas.draws import (
+    MissingAdsetsError,
+    RevenueDraws,
+    match_revenue,
+    roas_draws,
+    roas_summary,
+)
+from jaxrev.roas.funnel_fit import fit_funnel
 
 DAILY = pd.DataFrame(
     {

@@ -10,23 +10,21 @@ from scipy import integrate, optimize, stats
 from scipy.special import expit, gammaln
 
 from jaxrev.data import AdsetCampaignConflictError, MissingColumnError, NonNumericValueError
-from jaxrev.funnel import (
+from jaxrev.roas.daily import FunnelOrderError, NegativeValueError, load_daily
+from jaxrev.roas.funnel import (
     BetaParams,
-    FunnelOrderError,
     FunnelParams,
     GammaParams,
     HyperPrior,
-    NegativeValueError,
     beta_binomial_log_marginal,
     discount_weights,
-    fit_funnel,
     fit_stage_prior,
     funnel_posterior,
     funnel_statistics,
     gamma_poisson_log_marginal,
-    load_daily,
     sample_funnel,
 )
+from jaxrev.roas.funnel_fit import fit_funnel
 
 # Three days of one ad set (ages 2, 1, 0), with a zero-spend day that still shows impressions.
 DAYS = pd.DataFrame(

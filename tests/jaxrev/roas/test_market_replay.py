@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from jaxrev.market import (
+from jaxrev.roas.market import (
     Policy,
-    ReplaySettings,
+    ReplayOptions,
     RevenueStats,
     observe_day,
     replay,
@@ -23,7 +23,7 @@ POLICIES = (
     Policy("ROAS greedy", "roas_greedy"),
     Policy("ROAS Thompson", "roas_thompson"),
 )
-SETTINGS = ReplaySettings(num_draws=200, min_share=0.02, max_share=0.7)
+OPTIONS = ReplayOptions(num_draws=200, min_share=0.02, max_share=0.7)
 MARKET = {"num_seeds": 30, "num_days": 40, "adsets_per_campaign": (3, 3)}
 
 
@@ -31,13 +31,13 @@ MARKET = {"num_seeds": 30, "num_days": 40, "adsets_per_campaign": (3, 3)}
 def differs():
     """Stationary markets whose ad sets differ in revenue per conversion (sd 0.3 on the log
     scale, correlation -0.5 with conversions per spend)."""
-    return replay(simulate_market(11, **MARKET), POLICIES, SETTINGS, seed=11)
+    return replay(simulate_market(11, **MARKET), POLICIES, OPTIONS, seed=11)
 
 
 @pytest.fixture(scope="module")
 def same():
     """The same markets with every ad set earning the same per conversion."""
-    return replay(simulate_market(11, revenue_spread=0.0, **MARKET), POLICIES, SETTINGS, seed=11)
+    return replay(simulate_market(11, revenue_spread=0.0, **MARKET), POLICIES, OPTIONS, seed=11)
 
 
 def test_market_truth_is_stationary_without_drift_and_moves_with_it():
@@ -153,6 +153,6 @@ def test_discounting_older_days_pays_on_a_drifting_market():
         Policy("no discount", "roas_thompson"),
         Policy("half-life 7", "roas_thompson", half_life=7.0),
     )
-    result = replay(truth, policies, SETTINGS, seed=3)
+    result = replay(truth, policies, OPTIONS, seed=3)
     gain = result.compare("half-life 7", "no discount")
     assert gain["low"] > 0, gain
