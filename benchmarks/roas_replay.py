@@ -1,6 +1,6 @@
 """ROAS budget allocation, offline: the day-by-day replay of Thompson sampling on ROAS against a
 fixed split, CPA-only Thompson sampling and ROAS-greedy, on simulated markets with the truth known
-(:mod:`jaxrev.market`); plus the funnel's speed on many ad sets, the funnel on the real Kaggle
+(:mod:`jaxrev.roas.market`); plus the funnel's speed on many ad sets, the funnel on the real Kaggle
 Facebook-ads table, and the replay's conjugate revenue stand-in against a jaxrev SVI fit.
 
 Scenarios (12 ad sets in 3 campaigns, budget 1,000 a day, floors 1%, caps 50% unless said):
@@ -35,10 +35,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jaxrev.funnel import fit_funnel, funnel_statistics, load_daily
-from jaxrev.market import (
+from jaxrev.roas.daily import load_daily
+from jaxrev.roas.funnel import funnel_statistics
+from jaxrev.roas.funnel_fit import fit_funnel
+from jaxrev.roas.market import (
     Policy,
-    ReplaySettings,
+    ReplayOptions,
+    RevenueStats,
     observe_day,
     plot_replay,
     replay,
@@ -50,7 +53,7 @@ from jaxrev.market import (
 OUT = Path(__file__).resolve().parent / "output"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 MARKET = {"adsets_per_campaign": (4, 4, 4)}
-SETTINGS = ReplaySettings(budget=1000.0, min_share=0.01, max_share=0.5, num_draws=400)
+SETTINGS = ReplayOptions(budget=1000.0, min_share=0.01, max_share=0.5, num_draws=400)
 
 STATIONARY = (
     Policy("fixed split", "fixed"),
@@ -203,8 +206,6 @@ def stand_in_vs_jaxrev(days: int = 30) -> dict:
                     "revenue": float(obs.revenue[0, a]),
                 }
             )
-    from jaxrev.market import RevenueStats
-
     stand_in = revenue_mean_draws(rng, RevenueStats(prec, weighted), truth.revenue_sigma, 4000)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

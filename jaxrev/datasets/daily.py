@@ -10,8 +10,8 @@ from jaxrev.datasets import _read
 
 def load_simulated_daily() -> pd.DataFrame:
     """28 days of the 19 ad sets of the bundled simulated account, from
-    :func:`jaxrev.market.simulate_market` (regenerate: ``python -m
-    jaxrev.datasets.make_simulated_daily``)."""
+    :func:`jaxrev.roas.market.simulate_market` (regenerate: ``python -m
+    jaxrev.roas.make_simulated_daily``)."""
     return _read("simulated_daily.csv")
 
 
