@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from jaxssm.locations import default_gazetteer, gazetteer
+from jaxssm.locations import default_gazetteer
+from jaxssm.locations import gazetteer_tables as tables
 from jaxssm.stargazers.simulate import NON_GEO_TEXTS, _all_texts, candidate_locations
 
 HERE = Path(__file__).parent
@@ -51,11 +52,11 @@ CURATED = [
 
 def table_names() -> list[str]:
     """Every name of the curated tables, alone and after a city (codes only after a city)."""
-    names = [n for aliases in gazetteer.COUNTRY_ALIASES.values() for n in aliases]
-    names += [*gazetteer.DEMONYMS, *gazetteer.REGION_ALIASES, *gazetteer.METROS]
-    names += [*gazetteer.CONTINENTS_AND_BLOCS, *gazetteer.NON_PLACES]
-    words = sorted(gazetteer.STOP_WORDS | gazetteer._SCAN_STOP_WORDS)
-    codes = [f"Springfield, {a}." for a in gazetteer.US_STATE_ABBREVIATIONS]
+    names = [n for aliases in tables.COUNTRY_ALIASES.values() for n in aliases]
+    names += [*tables.DEMONYMS, *tables.REGION_ALIASES, *tables.METROS]
+    names += [*tables.CONTINENTS_AND_BLOCS, *tables.NON_PLACES]
+    words = sorted(tables.STOP_WORDS | tables.SCAN_STOP_WORDS)
+    codes = [f"Springfield, {a}." for a in tables.US_STATE_ABBREVIATIONS]
     return [
         *names,
         *(f"Springfield, {n}" for n in names),
@@ -75,7 +76,8 @@ def location_strings() -> list[str]:
 def main() -> None:
     texts = location_strings()
     results = default_gazetteer().normalize(texts)
-    rows = [[text, *(r.to_dict()[f] for f in FIELDS)] for text, r in zip(texts, results, strict=True)]
+    pairs = zip(texts, results, strict=True)
+    rows = [[text, *(r.to_dict()[f] for f in FIELDS)] for text, r in pairs]
     path = HERE / "gazetteer_answers.json"
     with open(path, "w", encoding="utf-8") as f:  # one row per line
         f.write(f'{{"fields": {json.dumps(["text", *FIELDS])},\n"rows": [\n')
