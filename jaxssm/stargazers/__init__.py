@@ -4,7 +4,20 @@ fetch (GitHub GraphQL) → :func:`read_stargazers` → locations (:mod:`jaxssm.l
 :func:`windowed_counts` → :func:`homogeneity_test` → the Poisson dynamic factor model →
 :func:`impute_locations` beside :func:`baseline_imputation` → :func:`forecast_shares` →
 :func:`write_report`. :func:`analyze` runs the steps in order.
+
+Its dependencies are the optional extra ``apps``: ``pip install 'jaxmodels[apps]'``.
 """
+
+import importlib
+
+for _module in ("httpx", "jinja2"):
+    try:
+        importlib.import_module(_module)
+    except ImportError as _err:
+        raise ImportError(
+            f"jaxssm.stargazers needs {_module!r}, of the optional extra 'apps': "
+            "pip install 'jaxmodels[apps]'"
+        ) from _err
 
 from jaxssm.stargazers.analysis import (
     AnalysisSettings,
@@ -13,7 +26,8 @@ from jaxssm.stargazers.analysis import (
     future_labels,
     locate,
 )
-from jaxssm.stargazers.fetch import FetchError, fetch_stargazers
+from jaxssm.stargazers.fetch import fetch_stargazers
+from jaxssm.stargazers.github import FetchError
 from jaxssm.stargazers.homogeneity import HomogeneityTest, homogeneity_test
 from jaxssm.stargazers.imputation import (
     LocationImputation,

@@ -33,7 +33,7 @@ from jaxssm.stargazers.imputation import (
     most_likely_locations,
 )
 from jaxssm.stargazers.regions import group_of, region_table
-from jaxssm.stargazers.windows import WindowedCounts, windowed_counts
+from jaxssm.stargazers.windows import WindowedCounts, window_width, windowed_counts
 
 LOCATED_STATUSES = ("ok", "multi")
 
@@ -385,8 +385,6 @@ def analyze(
 
 def future_labels(windows: WindowedCounts, horizon: int, freq: str) -> list[str]:
     """Labels of the ``horizon`` windows after the data, like :attr:`WindowedCounts.labels`."""
-    from jaxssm.stargazers.windows import window_width
-
     width = window_width(freq)
     last = windows.edges[-1]
     fmt = "%Y-%m" if (windows.edges[1] - windows.edges[0]) >= pd.Timedelta(days=28) else "%Y-%m-%d"

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from jaxssm.locations.table import LocationTableError, read_table
 from jaxssm.params import DataError
 
 USER_NAMES = ("user", "login", "username", "user_login", "stargazer")
@@ -45,8 +46,6 @@ def _find_column(frame: pd.DataFrame, asked: str | None, names: tuple[str, ...],
 
 
 def _read_file(path: Path) -> pd.DataFrame:
-    from jaxssm.locations.table import LocationTableError, read_table
-
     try:
         return read_table(path)
     except LocationTableError as err:

@@ -1,21 +1,27 @@
 """The investor report: one self-contained HTML page (figures embedded as PNG) and its tables
-as CSV files, written step by step so that a failure late in the run keeps what came before."""
+as CSV files, written step by step so that a failure late in the run keeps what came before.
+
+Each section is computed here as plain values; the page's HTML is the Jinja2 template
+``templates/report.html.j2``, rendered with autoescape."""
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import json
 import os
+from importlib.resources import files
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import pandas as pd
 
 from jaxssm.locations import country_name
 from jaxssm.stargazers import plots
-from jaxssm.stargazers.analysis import StargazerAnalysis, future_labels
+from jaxssm.stargazers.analysis import AnalysisSettings, StargazerAnalysis, analyze, future_labels
+from jaxssm.stargazers.ingest import read_metadata, read_stargazers
 from jaxssm.stargazers.regions import LATIN_AMERICA
 from jaxssm.stargazers.windows import covering_set, describe_width
 
@@ -45,60 +51,56 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _table_html(frame: pd.DataFrame, floatfmt: str = "{:,.1f}") -> str:
-    def fmt(v):
+def _cells(frame: pd.DataFrame, floatfmt: str = "{:,.1f}") -> dict:
+    """A table for the template: header and rows as text (floats with ``floatfmt``, integers
+    with thousands separators)."""
+
+    def fmt(v) -> str:
         if isinstance(v, float | np.floating):
             return floatfmt.format(v)
         if isinstance(v, int | np.integer):
             return f"{v:,}"
-        return html.escape(str(v))
+        return str(v)
 
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{fmt(v)}</td>" for v in row) + "</tr>"
-        for row in frame.itertuples(index=False)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    return {
+        "head": [str(c) for c in frame.columns],
+        "rows": [[fmt(v) for v in row] for row in frame.itertuples(index=False)],
+    }
 
 
 def _names(codes) -> dict[str, str]:
     return {c: country_name(c) or c for c in codes}
 
 
-STYLE = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1000px;margin:2em auto;
-color:#222;line-height:1.45;padding:0 1em} h1{margin-bottom:.2em} h2{margin-top:1.8em;
-border-bottom:1px solid #ddd} table{border-collapse:collapse;font-size:.85em;margin:.6em 0}
-td,th{border:1px solid #ddd;padding:.2em .5em;text-align:right} th{background:#f4f4f4}
-td:first-child,th:first-child{text-align:left} img{max-width:100%} .verdict{background:#f7f7ef;
-border-left:4px solid #b5a642;padding:.6em 1em} .small{color:#666;font-size:.85em}
-"""
+@functools.cache
+def _template() -> jinja2.Template:
+    """``templates/report.html.j2``, with every value HTML-escaped."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("jaxssm.stargazers", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return environment.get_template("report.html.j2")
 
 
-def write_report(
-    analysis: StargazerAnalysis,
-    out_dir: str | os.PathLike,
-    *,
-    repository: str | None = None,
-    top: int = 20,
-) -> Path:
-    """Write ``report.html`` and the CSV tables into ``out_dir``; return the HTML path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+class _Tables:
+    """Writes the CSV tables into the report's folder as they are made; returns their names."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def __call__(self, frame: pd.DataFrame, name: str, index: bool = False) -> str:
+        frame.to_csv(self.out / name, index=index)
+        return name
+
+
+def _growth(analysis: StargazerAnalysis, csv: _Tables) -> dict:
     s, w = analysis.settings, analysis.windows
-    level = s.interval
-    names = _names(analysis.locations) if s.level == "country" else {}
-    labels = w.labels
-    sections: list[str] = []
-
-    def csv(frame: pd.DataFrame, name: str, index: bool = False) -> str:
-        frame.to_csv(out / name, index=index)
-        return f'<p class="small">Table: <a href="{name}">{name}</a></p>'
-
-    # Growth
     growth = pd.DataFrame(
         {
-            "window": labels,
+            "window": w.labels,
             "start": w.edges[:-1],
             "end": w.edges[1:],
             "located": w.located,
@@ -107,17 +109,23 @@ def write_report(
     )
     growth["total"] = growth["located"] + growth["unlocated"]
     growth["cumulative"] = growth["total"].cumsum()
-    total, n_loc = int(growth["total"].sum()), int(growth["located"].sum())
-    sections.append(
-        "<h2>Growth over time</h2>"
-        f"<p>{total:,} stargazers in {w.num_windows} windows of {describe_width(s.freq)} from "
-        f"{analysis.created_at:%Y-%m-%d}; {n_loc:,} ({n_loc / max(total, 1):.0%}) give a usable "
-        f"location.</p><img src='data:image/png;base64,{_png(plots.plot_growth(w))}'>"
-        + csv(growth, "growth.csv")
-    )
-    w.counts.set_axis(labels).to_csv(out / "counts.csv")
+    total, located = int(growth["total"].sum()), int(growth["located"].sum())
+    section = {
+        "total": total,
+        "located": located,
+        "located_share": located / max(total, 1),
+        "num_windows": w.num_windows,
+        "width": describe_width(s.freq),
+        "created_at": analysis.created_at,
+        "figure": _png(plots.plot_growth(w)),
+        "csv": csv(growth, "growth.csv"),
+    }
+    csv(w.counts.set_axis(w.labels), "counts.csv", index=True)
+    return section
 
-    # Top locations
+
+def _top_locations(analysis: StargazerAnalysis, csv: _Tables, names: dict) -> dict:
+    w = analysis.windows
     totals = w.counts.sum(axis=0)
     cover = covering_set(totals, 0.8)
     top_frame = pd.DataFrame(
@@ -127,25 +135,27 @@ def write_report(
             "stargazers": totals.to_numpy(),
         }
     )
-    top_frame["share"] = top_frame["stargazers"] / max(n_loc, 1)
-    sections.append(
-        f"<h2>Top locations</h2><p>{int((totals > 0).sum())} {s.level} locations; the "
-        f"{len(cover)} largest cover 80% of the located stargazers.</p>"
-        f"<img src='data:image/png;base64,{_png(plots.plot_top_locations(w, 0.8, names))}'>"
-        + csv(top_frame, "top_locations.csv")
-    )
+    top_frame["share"] = top_frame["stargazers"] / max(int(w.located.sum()), 1)
+    return {
+        "num_locations": int((totals > 0).sum()),
+        "level": analysis.settings.level,
+        "num_cover": len(cover),
+        "figure": _png(plots.plot_top_locations(w, 0.8, names)),
+        "csv": csv(top_frame, "top_locations.csv"),
+        "cover": cover,
+    }
 
-    # Heatmap
-    heat = cover[: max(top, 1)]
-    props = w.counts.div(w.located.replace(0, np.nan), axis=0).set_axis(labels)
-    sections.append(
-        "<h2>Proportions over time</h2><img src='data:image/png;base64,"
-        f"{_png(plots.plot_heatmap(w, heat, s.drop_first, names))}'>"
-        + csv(props, "proportions.csv", index=True)
-    )
 
-    # Stationarity
-    verdict = html.escape(analysis.verdict())
+def _proportions(analysis: StargazerAnalysis, csv: _Tables, shown, names: dict) -> dict:
+    w = analysis.windows
+    props = w.counts.div(w.located.replace(0, np.nan), axis=0).set_axis(w.labels)
+    return {
+        "figure": _png(plots.plot_heatmap(w, shown, analysis.settings.drop_first, names)),
+        "csv": csv(props, "proportions.csv", index=True),
+    }
+
+
+def _stationarity(analysis: StargazerAnalysis, csv: _Tables, out: Path) -> dict:
     sel = analysis.selection.table
     comparison = analysis.model_comparison()
     test = {k: v for k, v in analysis.homogeneity._asdict().items() if k != "contributions"}
@@ -154,38 +164,27 @@ def write_report(
     if drift is not None:
         stationarity["drift_test"] = drift.as_dict()
     (out / "stationarity.json").write_text(json.dumps(stationarity, indent=2, default=float))
-    two_tests = ""
-    if drift is not None and drift.testable:
-        two_tests = (
-            "<p>Two tests, both with Monte Carlo p-values from tables that keep every window's "
-            "total and every location's total: the <b>drift test</b> looks for a steady rise or "
-            f"fall in the shares of a few {html.escape(s.level)} locations (a log-linear trend "
-            f"per location; score statistic T = {drift.statistic:,.1f} on {drift.df:,} degrees "
-            f"of freedom, p = {drift.score_p_value:.3g}; the largest single trend, |z| = "
-            f"{drift.max_z:.1f} for {html.escape(str(drift.max_z_location))}, p = "
-            f"{drift.max_z_p_value:.3g}; combined p = {drift.p_value:.3g}); the <b>G² test</b> "
-            f"(p = {analysis.homogeneity.p_value:.3g}) looks for any change, with its power "
-            f"spread over {analysis.homogeneity.df:,} degrees of freedom. The verdict above "
-            "corrects for using both.</p>"
-        )
-    sections.append(
-        "<h2>Has the geography changed over time?</h2>"
-        f"<p class='verdict'>{verdict}</p>"
-        + two_tests
-        + f"<img src='data:image/png;base64,{_png(plots.plot_model_selection(sel))}'>"
-        + _table_html(sel, "{:,.4f}")
-        + csv(sel, "model_selection.csv")
-    )
+    section = {
+        "verdict": analysis.verdict(),
+        "level": analysis.settings.level,
+        "drift": drift if drift is not None and drift.testable else None,
+        "g2_p_value": analysis.homogeneity.p_value,
+        "g2_df": analysis.homogeneity.df,
+        "figure": _png(plots.plot_model_selection(sel)),
+        "selection": _cells(sel, "{:,.4f}"),
+        "csv": csv(sel, "model_selection.csv"),
+        "changes": None,
+    }
     contributions = analysis.homogeneity.contributions
     if contributions is not None and len(contributions):
-        sections.append(
-            "<p>Locations whose shares moved the most:</p>"
-            + _table_html(contributions.head(10).reset_index(), "{:,.3f}")
-            + csv(contributions, "share_changes.csv", index=True)
-        )
+        section["changes"] = _cells(contributions.head(10).reset_index(), "{:,.3f}")
+        section["changes_csv"] = csv(contributions, "share_changes.csv", index=True)
+    return section
 
-    # Imputation
-    model, base = analysis.imputation, analysis.baseline
+
+def _imputation(analysis: StargazerAnalysis, csv: _Tables, top: int, names: dict) -> dict:
+    s, w = analysis.settings, analysis.windows
+    model, base, level = analysis.imputation, analysis.baseline, s.interval
     tm = model.totals(level)
     tb = base.totals(level).loc[tm.index]
     both = pd.DataFrame(
@@ -201,23 +200,26 @@ def write_report(
             "baseline_high": tb["completed_high"].to_numpy(),
         }
     )
-    missing = int(w.unlocated.sum())
-    sections.append(
-        f"<h2>Imputed distribution</h2><p>{missing:,} stargazers without a location were "
-        f"imputed {model.imputed.shape[0]:,} times with the {html.escape(model.method)}; beside "
-        f"it the seed's baseline (one distribution for all windows). Intervals are central "
-        f"{level:.0%}.</p><img src='data:image/png;base64,"
-        f"{_png(plots.plot_imputed_totals(model, base, level, top, names))}'>"
-        + _table_html(both.head(top))
-        + csv(both, "imputed_totals.csv")
-        + csv(model.per_window(level, labels), "imputed_by_window.csv")
-        + csv(analysis.most_likely, "most_likely_locations.csv")
-    )
+    return {
+        "missing": int(w.unlocated.sum()),
+        "num_imputations": model.imputed.shape[0],
+        "method": model.method,
+        "level": level,
+        "figure": _png(plots.plot_imputed_totals(model, base, level, top, names)),
+        "totals": _cells(both.head(top)),
+        "csvs": [
+            csv(both, "imputed_totals.csv"),
+            csv(model.per_window(level, w.labels), "imputed_by_window.csv"),
+            csv(analysis.most_likely, "most_likely_locations.csv"),
+        ],
+    }
 
-    # Regions and forecasts
+
+def _regions(analysis: StargazerAnalysis, csv: _Tables) -> dict:
+    s, w, level = analysis.settings, analysis.windows, analysis.settings.interval
     groups = analysis.groups()
-    regional = model.aggregate(groups)
-    regional_base = base.aggregate(groups)
+    regional = analysis.imputation.aggregate(groups)
+    regional_base = analysis.baseline.aggregate(groups)
     fc = analysis.shares.aggregate(groups)
     flabels = future_labels(w, s.horizon, s.freq)
     rt = regional.totals(level)
@@ -231,47 +233,66 @@ def write_report(
     if LATIN_AMERICA in regional.locations and LATIN_AMERICA not in shown:
         shown.append(LATIN_AMERICA)
     fc_table = fc.summary(level, flabels)
-    latam = ""
-    if LATIN_AMERICA in fc.locations:
+    latam = None
+    if LATIN_AMERICA in fc.locations and LATIN_AMERICA in region_frame.index:
         row = fc_table[fc_table["location"] == LATIN_AMERICA].iloc[-1]
-        now = region_frame.loc[LATIN_AMERICA] if LATIN_AMERICA in region_frame.index else None
-        latam = (
-            f"<p class='verdict'>{LATIN_AMERICA}: {now['share_mean']:.1%} of all stargazers so far "
-            f"({now['share_low']:.1%}–{now['share_high']:.1%}); forecast share of new stargazers "
-            f"in {row['window']}: {row['share_mean']:.1%} ({row['share_low']:.1%}–"
-            f"{row['share_high']:.1%}).</p>"
-            if now is not None
-            else ""
-        )
+        now = region_frame.loc[LATIN_AMERICA]
+        latam = {
+            "name": LATIN_AMERICA,
+            "share_mean": now["share_mean"],
+            "share_low": now["share_low"],
+            "share_high": now["share_high"],
+            "window": row["window"],
+            "forecast_mean": row["share_mean"],
+            "forecast_low": row["share_low"],
+            "forecast_high": row["share_high"],
+        }
     figure = plots.plot_share_forecast(w, regional, fc, shown, flabels, level, LATIN_AMERICA)
-    sections.append(
-        f"<h2>Region shares and forecasts</h2>{latam}"
-        f"<img src='data:image/png;base64,{_png(figure)}'>"
-        + _table_html(region_frame.reset_index(), "{:,.3f}")
-        + csv(region_frame, "region_totals.csv", index=True)
-        + csv(fc_table, "region_share_forecast.csv")
-        + csv(analysis.shares.summary(level, flabels), "location_share_forecast.csv")
-    )
+    return {
+        "latam": latam,
+        "figure": _png(figure),
+        "totals": _cells(region_frame.reset_index(), "{:,.3f}"),
+        "csvs": [
+            csv(region_frame, "region_totals.csv", index=True),
+            csv(fc_table, "region_share_forecast.csv"),
+            csv(analysis.shares.summary(level, flabels), "location_share_forecast.csv"),
+        ],
+    }
 
-    sections.append(
-        "<h2>Assumptions</h2><ul>"
-        + "".join(f"<li>{html.escape(a)}</li>" for a in ASSUMPTIONS)
-        + "</ul><h2>Settings</h2>"
-        + _table_html(
-            pd.DataFrame({"setting": list(vars(s)), "value": [str(v) for v in vars(s).values()]})
-        )
-        + "<p class='small'>Fit: "
-        + html.escape(str(analysis.fit.status))
-        + "; step times: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in analysis.timings.items())
-        + "</p>"
-    )
-    title = f"Stargazers of {repository}" if repository else "Stargazers report"
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-        + "".join(sections)
-        + "</body></html>"
+
+def write_report(
+    analysis: StargazerAnalysis,
+    out_dir: str | os.PathLike,
+    *,
+    repository: str | None = None,
+    top: int = 20,
+) -> Path:
+    """Write ``report.html`` and the CSV tables into ``out_dir``; return the HTML path.
+
+    The tables are written as each section is made (a failure late in the run keeps them); the
+    page, ``templates/report.html.j2``, is rendered last.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    s = analysis.settings
+    names = _names(analysis.locations) if s.level == "country" else {}
+    csv = _Tables(out)
+    growth = _growth(analysis, csv)
+    top_locations = _top_locations(analysis, csv, names)
+    proportions = _proportions(analysis, csv, top_locations["cover"][: max(top, 1)], names)
+    settings = pd.DataFrame({"setting": list(vars(s)), "value": [str(v) for v in vars(s).values()]})
+    page = _template().render(
+        title=f"Stargazers of {repository}" if repository else "Stargazers report",
+        growth=growth,
+        top_locations=top_locations,
+        proportions=proportions,
+        stationarity=_stationarity(analysis, csv, out),
+        imputation=_imputation(analysis, csv, top, names),
+        regions=_regions(analysis, csv),
+        assumptions=ASSUMPTIONS,
+        settings=_cells(settings),
+        fit_status=str(analysis.fit.status),
+        timings=analysis.timings,
     )
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
@@ -280,8 +301,6 @@ def write_report(
 
 def bundled_path(name: str) -> Path:
     """The path of a table shipped with the package (``bundled:demo``)."""
-    from importlib.resources import files
-
     tables = {"demo": "demo_stargazers.csv"}
     if name not in tables:
         raise ValueError(f"no bundled stargazers table {name!r}; there is: {', '.join(tables)}")
@@ -303,9 +322,6 @@ def report_from_file(
     $T_0$ and the repository's name come from the arguments, else from the table's sidecar
     ``.meta.json`` (written by the fetcher), else the first star and the file name.
     """
-    from jaxssm.stargazers.analysis import AnalysisSettings, analyze
-    from jaxssm.stargazers.ingest import read_metadata, read_stargazers
-
     text = str(source)
     path = bundled_path(text.split(":", 1)[1]) if text.startswith("bundled:") else Path(text)
     meta = read_metadata(path)

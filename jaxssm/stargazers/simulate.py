@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from jaxssm.locations import country_name, default_gazetteer
 from jaxssm.stargazers.windows import window_width
 
 DEFAULT_BASE_SHARES: dict[str, float] = {
@@ -449,8 +450,6 @@ def country_cities(country: str) -> list[City]:
 
 
 def _english_names(country: str) -> tuple[str, ...]:
-    from jaxssm.locations import country_name
-
     return COUNTRY_FORMS.get(country) or (country_name(country) or country,)
 
 
@@ -558,8 +557,6 @@ def location_vocabularies(countries: tuple[str, ...]) -> dict[str, LocationVocab
     if it maps to its country with status ``ok`` (and, for bare cities and nicknames, with no
     other country among the candidates); a failing bare city is replaced by its fallback.
     """
-    from jaxssm.locations import default_gazetteer
-
     candidates = {c: candidate_locations(c) for c in countries}
     texts = _all_texts(candidates)
     readings = dict(zip(texts, default_gazetteer().normalize(texts), strict=True))

@@ -42,11 +42,17 @@ from fake_github import (
 from jaxssm.stargazers import fetch as fetch_module
 from jaxssm.stargazers.fetch import (
     COLUMNS,
+    FetchProgressPrinter,
+    FetchStateError,
+    add_fetch_arguments,
+    fetch_stargazers,
+    read_fetch_meta,
+    run_fetch,
+)
+from jaxssm.stargazers.github import (
     Backoff,
     BadCredentialsError,
     FetchProgress,
-    FetchProgressPrinter,
-    FetchStateError,
     GitHubAPIError,
     InvalidArgumentError,
     InvalidRepositoryError,
@@ -55,12 +61,8 @@ from jaxssm.stargazers.fetch import (
     RepositoryNotFoundError,
     RetriesExhaustedError,
     Retry,
-    add_fetch_arguments,
-    fetch_stargazers,
     interpret_response,
     parse_repository,
-    read_fetch_meta,
-    run_fetch,
 )
 
 TOKEN = "ghp_fake_token_0123456789"
