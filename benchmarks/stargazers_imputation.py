@@ -30,7 +30,7 @@ import pandas as pd
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxssm.stargazers.analysis import AnalysisSettings, analyze  # noqa: E402
+from jaxssm.stargazers.analysis import AnalysisOptions, analyze  # noqa: E402
 from jaxssm.stargazers.simulate import imputation_scores, simulate_stargazers  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "output"
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 seeds, 200 imputations")
     args = parser.parse_args()
     seeds = 3 if args.quick else args.seeds
-    settings = AnalysisSettings(
+    settings = AnalysisOptions(
         candidates=(0, 1, 2),
         num_imputations=200 if args.quick else 500,
         homogeneity_draws=499,
@@ -68,7 +68,7 @@ def main() -> None:
             sim = simulate_stargazers(
                 seed, drift=drift, num_windows=36, mean_total=300.0, hidden_rate=(0.2, 0.6)
             )
-            run = AnalysisSettings(**{**vars(settings), "seed": seed})
+            run = AnalysisOptions(**{**vars(settings), "seed": seed})
             analysis = analyze(sim.table, created_at=sim.created_at, settings=run)
             rows.append(
                 {

@@ -191,7 +191,7 @@ def _normalizer(args, on_progress=None):
 
 
 def run_report(args) -> int:
-    from jaxssm.stargazers.analysis import AnalysisSettings
+    from jaxssm.stargazers.analysis import AnalysisOptions
     from jaxssm.stargazers.ingest import StargazersError
     from jaxssm.stargazers.report import report_from_file
 
@@ -202,7 +202,7 @@ def run_report(args) -> int:
             f"error: --candidates {args.candidates!r} is not a list like 0,1,2,3", file=sys.stderr
         )
         return 2
-    settings = AnalysisSettings(
+    settings = AnalysisOptions(
         freq=args.freq,
         level=args.level,
         region_level=args.region_level,

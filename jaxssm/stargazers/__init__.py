@@ -20,7 +20,7 @@ for _module in ("httpx", "jinja2"):
         ) from _err
 
 from jaxssm.stargazers.analysis import (
-    AnalysisSettings,
+    AnalysisOptions,
     StargazerAnalysis,
     analyze,
     future_labels,
@@ -50,7 +50,7 @@ from jaxssm.stargazers.windows import WindowedCounts, covering_set, windowed_cou
 
 __all__ = [
     "LATIN_AMERICA",
-    "AnalysisSettings",
+    "AnalysisOptions",
     "FetchError",
     "HomogeneityTest",
     "LocationImputation",

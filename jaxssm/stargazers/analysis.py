@@ -39,7 +39,7 @@ LOCATED_STATUSES = ("ok", "multi")
 
 
 @dataclass(frozen=True)
-class AnalysisSettings:
+class AnalysisOptions:
     """Choices of an analysis (plain values, recorded in the report).
 
     Attributes:
@@ -83,7 +83,7 @@ class StargazerAnalysis:
 
     table: pd.DataFrame
     windows: WindowedCounts
-    settings: AnalysisSettings
+    settings: AnalysisOptions
     created_at: pd.Timestamp
     homogeneity: HomogeneityTest | None = None
     drift: DriftTest | None = None
@@ -270,7 +270,7 @@ def analyze(
     table: pd.DataFrame,
     *,
     created_at=None,
-    settings: AnalysisSettings = AnalysisSettings(),
+    settings: AnalysisOptions = AnalysisOptions(),
     normalizer: LocationNormalizer | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> StargazerAnalysis:

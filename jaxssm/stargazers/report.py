@@ -20,7 +20,7 @@ import pandas as pd
 
 from jaxssm.locations import country_name
 from jaxssm.stargazers import plots
-from jaxssm.stargazers.analysis import AnalysisSettings, StargazerAnalysis, analyze, future_labels
+from jaxssm.stargazers.analysis import AnalysisOptions, StargazerAnalysis, analyze, future_labels
 from jaxssm.stargazers.ingest import read_metadata, read_stargazers
 from jaxssm.stargazers.regions import LATIN_AMERICA
 from jaxssm.stargazers.windows import covering_set, describe_width
@@ -329,7 +329,7 @@ def report_from_file(
     analysis = analyze(
         table,
         created_at=created_at or meta.get("created_at"),
-        settings=settings or AnalysisSettings(),
+        settings=settings or AnalysisOptions(),
         normalizer=normalizer,
         progress=progress,
     )

@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxssm.stargazers.analysis import AnalysisSettings, analyze
+from jaxssm.stargazers.analysis import AnalysisOptions, analyze
 from jaxssm.stargazers.simulate import imputation_scores, simulate_stargazers
 
-SETTINGS = AnalysisSettings(
+SETTINGS = AnalysisOptions(
     candidates=(0, 1), num_imputations=400, homogeneity_draws=199, max_iterations=300, horizon=3
 )
 SIM = dict(num_windows=36, mean_total=300.0, hidden_rate=(0.2, 0.6))
@@ -29,7 +29,7 @@ def runs():
     for drift in (True, False):
         for seed in (1, 2):
             sim = simulate_stargazers(seed, drift=drift, **SIM)
-            settings = AnalysisSettings(**{**vars(SETTINGS), "seed": seed})
+            settings = AnalysisOptions(**{**vars(SETTINGS), "seed": seed})
             out[drift, seed] = (
                 sim,
                 analyze(sim.table, created_at=sim.created_at, settings=settings),
@@ -191,7 +191,7 @@ def test_groups_of_region_level_locations():
     names = ["Latin America and the Caribbean", "Northern America", "Western Europe"]
     windows = SimpleNamespace(counts=pd.DataFrame(columns=names))
     analysis = StargazerAnalysis(
-        None, windows, AnalysisSettings(level="subregion", region_level="region"), None
+        None, windows, AnalysisOptions(level="subregion", region_level="region"), None
     )
     assert analysis.groups() == dict(zip(names, ["Americas", "Americas", "Europe"], strict=True))
     # a finer grouping than the locations keeps them as they are
@@ -199,7 +199,7 @@ def test_groups_of_region_level_locations():
     country = StargazerAnalysis(
         None,
         SimpleNamespace(counts=pd.DataFrame(columns=["BR", "US"])),
-        AnalysisSettings(region_level="subregion"),
+        AnalysisOptions(region_level="subregion"),
         None,
     )
     assert country.groups() == {"BR": "Latin America and the Caribbean", "US": "Northern America"}
