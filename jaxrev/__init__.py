@@ -8,11 +8,11 @@ Public API::
 """
 
 from jaxrev.allocation import Allocation, allocate, run_allocate
-from jaxrev.compare import compare, compare_models, heldout_calibration
-from jaxrev.data import (
+from jaxrev.checks import compare
+from jaxrev.compare import compare_models, heldout_calibration
+from jaxrev.data import Columns, DataReport, RevenueArrays, RevenueData, load_revenue_data
+from jaxrev.errors import (
     AdsetCampaignConflictError,
-    Columns,
-    DataReport,
     InvalidDataError,
     MissingColumnError,
     MissingValueError,
@@ -23,28 +23,27 @@ from jaxrev.data import (
     NonNumericValueError,
     NonPositiveRevenueError,
     NoObservationsError,
-    RevenueData,
-    load_revenue_data,
 )
 from jaxrev.funnel import FunnelFit, fit_funnel, load_daily
 from jaxrev.inference import MAPOptions, NUTSOptions, SVIOptions, fit
 from jaxrev.market import replay, simulate_market
-from jaxrev.model import (
+from jaxrev.models import (
     MODELS,
     HierSigmaPriors,
     LocalLevelPriors,
+    ModelSpec,
     MultilevelPriors,
     NoPoolingPriors,
-    RevenueArrays,
     StudentTPriors,
     fenton_wilkinson,
     hier_sigma,
     local_level,
     multilevel,
     no_pooling,
+    register_model,
     student_t,
 )
-from jaxrev.result import FitDiagnostics, RevenueFit
+from jaxrev.result import FitDiagnostics, Message, RevenueFit
 from jaxrev.roas import revenue_draws_from_fit, roas_draws
 from jaxrev.simulate import SimulatedAccount, simulate_account
 
@@ -60,8 +59,10 @@ __all__ = [
     "InvalidDataError",
     "LocalLevelPriors",
     "MAPOptions",
+    "Message",
     "MissingColumnError",
     "MissingValueError",
+    "ModelSpec",
     "MultilevelPriors",
     "MultipleAccountsError",
     "NUTSOptions",
@@ -91,6 +92,7 @@ __all__ = [
     "local_level",
     "multilevel",
     "no_pooling",
+    "register_model",
     "replay",
     "revenue_draws_from_fit",
     "roas_draws",

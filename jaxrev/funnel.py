@@ -67,7 +67,8 @@ import pandas as pd
 from jaxtyping import Float, Int
 from scipy.special import digamma, expit, gammaln, logit, xlogy
 
-from jaxrev.data import (
+from jaxrev.data import Problems, check_campaigns, missing_mask, parse_numbers, read_table
+from jaxrev.errors import (
     AdsetCampaignConflictError,
     InvalidDataError,
     MissingColumnError,
@@ -76,11 +77,6 @@ from jaxrev.data import (
     NonFiniteValueError,
     NonIntegerCountError,
     NonNumericValueError,
-    Problems,
-    check_campaigns,
-    missing_mask,
-    parse_numbers,
-    read_table,
 )
 
 # Shapes: ``adsets`` (ad sets a), ``groups`` (campaigns c, or any pooling groups), ``rows``,

@@ -21,9 +21,9 @@ from jaxrev.batch import BatchOptions, fit_accounts, fit_bucket, load_accounts, 
 from jaxrev.compile_cache import CompileCounter
 from jaxrev.data import Columns
 from jaxrev.inference import fit
-from jaxrev.model import MultilevelPriors
+from jaxrev.models import MultilevelPriors
 from jaxrev.simulate import simulate_account
-from jaxrev.store import ResultStore
+from jaxrev.batch.store import ResultStore
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTIONS = BatchOptions(max_batch=4)
