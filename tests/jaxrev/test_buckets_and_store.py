@@ -19,10 +19,10 @@ from jaxrev.batch.buckets import (
     plan_buckets,
     stack_lanes,
 )
+from jaxrev.batch.store import ResultStore
 from jaxrev.data import load_revenue_data
 from jaxrev.models import multilevel
 from jaxrev.simulate import simulate_account
-from jaxrev.batch.store import ResultStore
 
 
 def test_shapes_and_caps():

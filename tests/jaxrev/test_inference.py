@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from jaxrev.inference import svi as inference
 from jaxrev.data import load_revenue_data, pad_observations
 from jaxrev.inference import SVIOptions, fit, svi_fit_fixed
+from jaxrev.inference import svi as inference
 from jaxrev.models import MultilevelPriors, NoPoolingPriors
 from jaxrev.result import RevenueFit
 from jaxrev.simulate import simulate_account
