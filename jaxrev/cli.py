@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from jaxrev.models import MODELS
+from jaxrev.models import DEFAULT_MODEL, MODELS
 
 BUNDLED_PREFIX = "bundled:"
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("data", help="CSV/TSV/Parquet file, or bundled:NAME")
     f.add_argument("--out", required=True, type=Path, help="output directory")
     f.add_argument("--method", choices=("svi", "nuts", "map"), default="svi")
-    f.add_argument("--model", choices=tuple(MODELS), default="multilevel")
+    f.add_argument("--model", choices=tuple(MODELS), default=DEFAULT_MODEL)
     f.add_argument(
         "--guide",
         choices=("meanfield", "fullrank", "lowrank"),
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "data", help="long table with an account column, or a folder of per-account files"
     )
     b.add_argument("--out", required=True, type=Path, help="output directory (resumes from it)")
-    b.add_argument("--model", choices=tuple(MODELS), default="multilevel")
+    b.add_argument("--model", choices=tuple(MODELS), default=DEFAULT_MODEL)
     b.add_argument("--seed", type=int, default=0)
     bcols = b.add_argument_group("columns")
     bcols.add_argument("--account-col", default="account")

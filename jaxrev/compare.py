@@ -24,12 +24,13 @@ from jaxrev.checks import (
 )
 from jaxrev.data import RevenueData
 from jaxrev.inference import fit
+from jaxrev.models import DEFAULT_MODEL
 from jaxrev.plots import plot_model_checks
 
 
 def heldout_calibration(
     data: RevenueData,
-    model: str = "multilevel",
+    model: str = DEFAULT_MODEL,
     method: str = "svi",
     *,
     split: float = 0.75,

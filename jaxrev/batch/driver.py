@@ -36,7 +36,7 @@ from jaxrev.batch.rows import status_row
 from jaxrev.batch.store import ResultStore
 from jaxrev.compile_cache import CompileCounter
 from jaxrev.data import Columns
-from jaxrev.models import get_model
+from jaxrev.models import DEFAULT_MODEL, get_model
 
 
 def _as_completed(futures):
@@ -60,7 +60,7 @@ def fit_accounts(
     *,
     out_dir: str | Path | None = None,
     columns: Columns | None = None,
-    model: str = "multilevel",
+    model: str = DEFAULT_MODEL,
     priors=None,
     options: BatchOptions | None = None,
     executor=None,

@@ -134,7 +134,7 @@ def fingerprint(
 def make_specs(
     accounts: list[AccountInput], model: str, priors, options: BatchOptions, out_dir
 ) -> list[BucketSpec]:
-    """Group accounts into buckets (see :func:`jaxrev.buckets.plan_buckets`)."""
+    """Group accounts into buckets (see :func:`jaxrev.batch.buckets.plan_buckets`)."""
     shapes = [
         bucket_shape(a.data.arrays, options.min_obs, options.min_adsets, options.min_campaigns)
         for a in accounts

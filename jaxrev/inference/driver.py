@@ -54,7 +54,7 @@ from jaxrev.inference.svi import (
     svi_init_jit,
     svi_params_jit,
 )
-from jaxrev.models import ModelSpec, get_model
+from jaxrev.models import DEFAULT_MODEL, ModelSpec, get_model
 from jaxrev.result import FitDiagnostics, Message, RevenueFit
 
 
@@ -259,7 +259,7 @@ def fit(
     data: RevenueData | pd.DataFrame | str | Path,
     method: Literal["svi", "nuts", "map"] = "svi",
     *,
-    model: str = "multilevel",
+    model: str = DEFAULT_MODEL,
     priors: Any | None = None,
     guide: GuideKind | None = None,
     options: Options | None = None,
@@ -277,7 +277,7 @@ def fit(
         data: validated :class:`RevenueData`, or a DataFrame / CSV / Parquet path (then read with
             ``columns``, ``account`` and ``on_invalid``; see :func:`load_revenue_data`).
         method: ``"svi"``, ``"nuts"`` or ``"map"``.
-        model: a name in :data:`jaxrev.models.MODELS` (default ``"multilevel"``, the seed's).
+        model: a name in :data:`jaxrev.models.MODELS` (default: the seed's ``"multilevel"``).
         priors: an instance of the model's priors class; default: its spec's default priors.
         guide: SVI guide, ``"meanfield"`` (default), ``"fullrank"`` or ``"lowrank"``.
         options: :class:`SVIOptions`, :class:`NUTSOptions` or :class:`MAPOptions`.

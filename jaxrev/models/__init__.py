@@ -9,7 +9,7 @@ building blocks in :mod:`jaxrev.models.common`.
 # The import order is the registration order, which is the order of MODELS.
 # isort: off
 from jaxrev.models.common import MultilevelPriors, fenton_wilkinson
-from jaxrev.models.multilevel import multilevel
+from jaxrev.models.multilevel import DEFAULT_MODEL, multilevel
 from jaxrev.models.no_pooling import NoPoolingPriors, no_pooling
 from jaxrev.models.hier_sigma import HierSigmaPriors, hier_sigma
 from jaxrev.models.student_t import StudentTPriors, student_t
@@ -26,6 +26,7 @@ from jaxrev.models.spec import (
 )
 
 __all__ = [
+    "DEFAULT_MODEL",
     "MODELS",
     "HierSigmaPriors",
     "LocalLevelPriors",

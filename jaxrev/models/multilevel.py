@@ -84,3 +84,4 @@ MULTILEVEL = register_model(
         pooling_sites=POOLING_SITES,
     )
 )
+DEFAULT_MODEL = MULTILEVEL.name  # the seed's model: the default of fit, batch and the CLI
