@@ -157,7 +157,7 @@ def run_skewed(args, out: dict) -> pd.DataFrame:
 def run_loop(args, table: pd.DataFrame, out: dict) -> None:
     from jaxrev.batch import BatchOptions, fit_bucket, load_accounts, make_specs
     from jaxrev.data import Columns
-    from jaxrev.model import MultilevelPriors
+    from jaxrev.models import MultilevelPriors
 
     fresh_start()
     ids = sorted(table["account"].unique())[: args.loop_subset]
@@ -298,11 +298,11 @@ def run_steps(args, out: dict) -> None:
     compute-bound, and the B = 1 time is the fixed per-step overhead."""
     import jax
 
-    from jaxrev.batch import BatchOptions, _vectorised, load_accounts, stage_init
-    from jaxrev.buckets import BucketShape, pad_account, stack_lanes
+    from jaxrev.batch import BatchOptions, load_accounts, stage_init, vectorised
+    from jaxrev.batch.buckets import BucketShape, pad_account, stack_lanes
     from jaxrev.data import Columns
     from jaxrev.inference import svi_chunk
-    from jaxrev.model import MultilevelPriors
+    from jaxrev.models import MultilevelPriors
 
     fresh_start()
     table = small_accounts(64, args.seed + 2)
@@ -323,8 +323,8 @@ def run_steps(args, out: dict) -> None:
             lambda x: np.asarray(x, np.float32) if np.asarray(x).dtype == np.float64 else x,
             arrays,
         )
-        init = _vectorised(stage_init, "multilevel", priors, svi, 0)
-        chunk = _vectorised(svi_chunk, "multilevel", priors, svi)
+        init = vectorised(stage_init, "multilevel", priors, svi, 0)
+        chunk = vectorised(svi_chunk, "multilevel", priors, svi)
         state, _ = init(np.arange(size, dtype=np.uint32), arrays)
         state, losses = chunk(state, arrays)  # compile
         jax.block_until_ready(losses)

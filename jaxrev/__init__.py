@@ -7,11 +7,11 @@ Public API::
     result.summary()
 """
 
-from jaxrev.compare import compare, compare_models, heldout_calibration
-from jaxrev.data import (
+from jaxrev.checks import compare
+from jaxrev.compare import compare_models, heldout_calibration
+from jaxrev.data import Columns, DataReport, RevenueArrays, RevenueData, load_revenue_data
+from jaxrev.errors import (
     AdsetCampaignConflictError,
-    Columns,
-    DataReport,
     InvalidDataError,
     MissingColumnError,
     MissingValueError,
@@ -22,26 +22,25 @@ from jaxrev.data import (
     NonNumericValueError,
     NonPositiveRevenueError,
     NoObservationsError,
-    RevenueData,
-    load_revenue_data,
 )
 from jaxrev.inference import MAPOptions, NUTSOptions, SVIOptions, fit
-from jaxrev.model import (
+from jaxrev.models import (
     MODELS,
     HierSigmaPriors,
     LocalLevelPriors,
+    ModelSpec,
     MultilevelPriors,
     NoPoolingPriors,
-    RevenueArrays,
     StudentTPriors,
     fenton_wilkinson,
     hier_sigma,
     local_level,
     multilevel,
     no_pooling,
+    register_model,
     student_t,
 )
-from jaxrev.result import FitDiagnostics, RevenueFit
+from jaxrev.result import FitDiagnostics, Message, RevenueFit
 from jaxrev.simulate import SimulatedAccount, simulate_account
 
 __all__ = [
@@ -54,8 +53,10 @@ __all__ = [
     "InvalidDataError",
     "LocalLevelPriors",
     "MAPOptions",
+    "Message",
     "MissingColumnError",
     "MissingValueError",
+    "ModelSpec",
     "MultilevelPriors",
     "MultipleAccountsError",
     "NUTSOptions",
@@ -82,6 +83,7 @@ __all__ = [
     "local_level",
     "multilevel",
     "no_pooling",
+    "register_model",
     "simulate_account",
     "student_t",
 ]

@@ -5,7 +5,7 @@
 DATA is a CSV/TSV/Parquet file or ``bundled:NAME`` (``jaxrev datasets`` lists them). No model
 logic lives here: arguments become a call to :func:`jaxrev.fit` and :meth:`RevenueFit.save`, to
 :func:`jaxrev.batch.fit_accounts`, :func:`jaxrev.roas.cli.run_allocate` or
-:func:`jaxrev.compare.run_compare`.
+:func:`jaxrev.compare.compare_models`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+from jaxrev.models import DEFAULT_MODEL, MODELS
+
 BUNDLED_PREFIX = "bundled:"
-MODEL_NAMES = ("multilevel", "no_pooling", "hier_sigma", "student_t", "local_level")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("data", help="CSV/TSV/Parquet file, or bundled:NAME")
     f.add_argument("--out", required=True, type=Path, help="output directory")
     f.add_argument("--method", choices=("svi", "nuts", "map"), default="svi")
-    f.add_argument("--model", choices=MODEL_NAMES, default="multilevel")
+    f.add_argument("--model", choices=tuple(MODELS), default=DEFAULT_MODEL)
     f.add_argument(
         "--guide",
         choices=("meanfield", "fullrank", "lowrank"),
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "data", help="long table with an account column, or a folder of per-account files"
     )
     b.add_argument("--out", required=True, type=Path, help="output directory (resumes from it)")
-    b.add_argument("--model", choices=MODEL_NAMES, default="multilevel")
+    b.add_argument("--model", choices=tuple(MODELS), default=DEFAULT_MODEL)
     b.add_argument("--seed", type=int, default=0)
     bcols = b.add_argument_group("columns")
     bcols.add_argument("--account-col", default="account")
@@ -102,12 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-cache", action="store_true", help="no persistent compilation cache")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    from jaxrev.compare import add_compare_arguments
     from jaxrev.roas.cli import add_allocate_parser
 
     add_allocate_parser(sub)
-
-    add_compare_arguments(
+    _add_compare(
         sub.add_parser(
             "compare",
             help="compare revenue models: PSIS-LOO, calibration on later hours, model checks",
@@ -160,7 +159,8 @@ def _cpu_devices_for_chains(args) -> None:
 
 def _fit(args) -> int:
     _cpu_devices_for_chains(args)
-    from jaxrev.data import Columns, InvalidDataError, load_revenue_data
+    from jaxrev.data import Columns, load_revenue_data
+    from jaxrev.errors import InvalidDataError
     from jaxrev.inference import fit
 
     columns = Columns(
@@ -195,9 +195,9 @@ def _fit(args) -> int:
     )
     written = result.save(args.out, plots=not args.no_plots)
     d = result.diagnostics
-    status = "converged" if d.converged else "NOT converged"
+    status = "converged" if result.converged else "NOT converged"
     print(f"{d.method}: {status} in {d.seconds:.1f} s ({d.num_steps} steps)")
-    for message in d.messages:
+    for message in result.messages:
         print(f"  - {message}")
     import pandas as pd
 
@@ -277,6 +277,77 @@ def _batch(args) -> int:
     return 0
 
 
+def _add_compare(parser) -> None:
+    """The ``jaxrev compare`` arguments (see :func:`_compare`)."""
+    parser.add_argument("data", help="CSV/TSV/Parquet file with a time column, or bundled:NAME")
+    parser.add_argument(
+        "--models",
+        default=",".join(name for name, spec in MODELS.items() if spec.has_campaign_level),
+        help=f"comma-separated, from {', '.join(MODELS)} (default: those with a campaign level)",
+    )
+    parser.add_argument("--method", choices=("nuts", "svi"), default="nuts")
+    parser.add_argument("--guide", choices=("meanfield", "fullrank", "lowrank"), default=None)
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--time-col", default="hour", help="time column (default hour)")
+    parser.add_argument("--split", type=float, default=0.75, help="time quantile of the split")
+    parser.add_argument("--level", type=float, default=0.9, help="interval probability")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-chains", type=int, default=None)
+    parser.add_argument("--num-warmup", type=int, default=None)
+    parser.add_argument("--num-samples", type=int, default=None)
+    parser.add_argument("--quiet", action="store_true")
+
+
+def _compare(args) -> int:
+    """Fit the models, print the PSIS-LOO and calibration tables, write the files."""
+    from jaxrev.checks import time_split
+    from jaxrev.compare import compare_models, write_comparison
+    from jaxrev.data import Columns, load_revenue_data
+    from jaxrev.errors import InvalidDataError
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        print(f"error: unknown model(s) {unknown}; choose from {sorted(MODELS)}", file=sys.stderr)
+        return 2
+    try:
+        data = load_revenue_data(_load(args.data), Columns(time=args.time_col))
+        time_split(data, args.split)
+    except (InvalidDataError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    options = {}
+    if args.method == "nuts":
+        options = {
+            k: getattr(args, k)
+            for k in ("num_chains", "num_warmup", "num_samples")
+            if getattr(args, k) is not None
+        }
+    elif args.guide:
+        options["guide"] = args.guide
+    say = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+    report = compare_models(
+        data,
+        models,
+        args.method,
+        split=args.split,
+        level=args.level,
+        seed=args.seed,
+        progress=say,
+        **options,
+    )
+    written = write_comparison(report, args.out)
+    print("PSIS-LOO (higher elpd is better; dse = standard error of the difference from the best)")
+    print(report.loo)
+    print(
+        f"\nCalibration on the hours after the {args.split:.0%} time quantile "
+        f"(fitted on the earlier ones), {args.level:.0%} intervals:"
+    )
+    print(report.calibration_table().to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"\nwrote {len(written)} files to {args.out}")
+    return 0
+
+
 def _reexec_with_fixed_hash_seed(argv: list[str] | None) -> None:
     """NumPyro programs hit JAX's persistent compilation cache across processes only with a
     fixed ``PYTHONHASHSEED``; a batch run restarts itself with one (once)."""
@@ -305,9 +376,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return allocate_command(args)
     if args.command == "compare":
-        from jaxrev.compare import run_compare
-
-        return run_compare(args, _load)
+        return _compare(args)
     return _fit(args)
 
 

@@ -26,9 +26,42 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from jaxrev.model import RevenueArrays
+from jaxrev.errors import (
+    ERRORS,
+    MissingColumnError,
+    MultipleAccountsError,
+    NoObservationsError,
+)
+from jaxrev.types import AdsetBool, AdsetInt, CampaignBool, ObsBool, ObsFloat, ObsInt
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
+
+class RevenueArrays(NamedTuple):
+    """Model inputs for one account: a pytree of arrays, so fits ``jit`` and ``vmap``.
+
+    Sizes come from shapes (``adset_mask`` gives the number of ad sets, ``campaign_mask`` the number
+    of campaigns), so the same compiled program serves every account of the same padded shape.
+    Padded observations have ``obs_mask`` False and drop out of the likelihood; padded ad sets and
+    campaigns get no observations and only their standard-normal ``z`` prior.
+    """
+
+    log_revenue: ObsFloat | None  # log r_i (None: sample it, for predictive checks)
+    conversions: ObsFloat  # n_i >= 1
+    adset: ObsInt  # a_i, 0-based
+    adset_campaign: AdsetInt  # c_a, 0-based
+    obs_mask: ObsBool
+    adset_mask: AdsetBool
+    campaign_mask: CampaignBool
+    time: ObsFloat  # t_i, days since the account's first row (0 without a time column)
+
+    @property
+    def num_adsets(self) -> int:
+        return self.adset_mask.shape[-1]
+
+    @property
+    def num_campaigns(self) -> int:
+        return self.campaign_mask.shape[-1]
 
 
 class Columns(NamedTuple):
@@ -44,101 +77,6 @@ class Columns(NamedTuple):
     def required(self) -> list[str]:
         optional = [c for c in (self.account, self.time) if c is not None]
         return [self.adset, self.campaign, self.conversions, self.revenue, *optional]
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-
-class InvalidDataError(ValueError):
-    """Bad input. ``source``, ``row``, ``column``, ``value`` describe the first problem;
-    ``problems`` (a DataFrame with columns row, line, column, value, kind, reason) lists all."""
-
-    kind = "invalid"
-
-    def __init__(self, source: str, problems: pd.DataFrame, *, max_listed: int = 5):
-        self.source = source
-        self.problems = problems.reset_index(drop=True)
-        first = self.problems.iloc[0]
-        self.row = None if pd.isna(first["row"]) else int(first["row"])
-        self.line = None if pd.isna(first["line"]) else int(first["line"])
-        self.column = first["column"]
-        self.value = first["value"]
-        lines = [_describe(source, p) for p in self.problems.head(max_listed).itertuples()]
-        more = len(self.problems) - max_listed
-        if more > 0:
-            lines.append(f"... and {more} more problem(s) (see the error's .problems table)")
-        if self.row is not None:
-            lines.append(
-                'Fix the input, or drop and list these rows with on_invalid="drop" '
-                "(CLI: --on-invalid drop)."
-            )
-        super().__init__("\n".join(lines))
-
-
-class MissingColumnError(InvalidDataError):
-    kind = "missing_column"
-
-
-class MissingValueError(InvalidDataError):
-    kind = "missing_value"
-
-
-class NonNumericValueError(InvalidDataError):
-    kind = "non_numeric"
-
-
-class NonFiniteValueError(InvalidDataError):
-    kind = "non_finite"
-
-
-class NegativeCountError(InvalidDataError):
-    kind = "negative_count"
-
-
-class NonIntegerCountError(InvalidDataError):
-    kind = "non_integer_count"
-
-
-class NonPositiveRevenueError(InvalidDataError):
-    kind = "non_positive_revenue"
-
-
-class AdsetCampaignConflictError(InvalidDataError):
-    kind = "adset_campaign_conflict"
-
-
-class MultipleAccountsError(ValueError):
-    """The rows hold several accounts and no ``account=`` was chosen."""
-
-
-class NoObservationsError(ValueError):
-    """No row with at least one conversion is left to fit."""
-
-
-_ERRORS = {
-    cls.kind: cls
-    for cls in (
-        MissingColumnError,
-        MissingValueError,
-        NonNumericValueError,
-        NonFiniteValueError,
-        NegativeCountError,
-        NonIntegerCountError,
-        NonPositiveRevenueError,
-        AdsetCampaignConflictError,
-    )
-}
-
-
-def _describe(source: str, p) -> str:
-    where = [source]
-    if not pd.isna(p.row):
-        where.append(f"row {int(p.row)}" + ("" if pd.isna(p.line) else f" (line {int(p.line)})"))
-    where.append(f"column {p.column!r}")
-    value = "" if p.value is None else f"; got {p.value!r}"
-    return f"{', '.join(where)}: {p.reason}{value}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,7 +392,7 @@ def rows_to_data(
     elif problems is None:
         problems = checked.problems[np.isin(checked.problem_position, positions)]
     if len(problems) and on_invalid == "raise":
-        raise _ERRORS[problems.iloc[0]["kind"]](name, problems)
+        raise ERRORS[problems.iloc[0]["kind"]](name, problems)
     keep = positions[~checked.bad[positions] & ~checked.zero[positions]]
     if not len(keep):
         raise NoObservationsError(

@@ -1,43 +1,28 @@
-"""The result of a fit: tidy summaries, draws, ``arviz.InferenceData``, diagnostics, plots."""
+"""The result of a fit: tidy summaries, draws, ``arviz.InferenceData``, diagnostics, plots.
+
+The contract shared with ``jaxssm``: a fit has ``status`` (words), ``converged``, ``messages``,
+``summary()`` (a DataFrame) and ``save(dir)``. Its diagnostics are an immutable record
+(:class:`FitDiagnostics`) whose messages are :class:`Message` entries with a ``kind``; a NUTS
+fit's convergence verdict (R-hat, ESS, divergences over the model's checked sites) is computed
+once, by :func:`nuts_diagnostics`, into a new record.
+"""
 
 from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from jaxrev.data import RevenueData
-
-# Sites indexed by ad set or campaign (for InferenceData dims).
-_ADSET_SITES = ("adset_mu_z", "adset_mu", "adset_mean", "adset_sigma", "adset_sigma_z")
-_CAMPAIGN_SITES = (
-    "campaign_mu_z",
-    "campaign_mu",
-    "campaign_mean",
-    "campaign_sigma",
-    "campaign_sigma_z",
-)
-# Sites checked for NUTS convergence (the quantities reported, and the hyper-parameters).
-_CHECKED_SITES = (
-    "account_mu",
-    "account_mu_sd",
-    "campaign_mu_sd",
-    "revenue_sigma",
-    "adset_mean",
-    "campaign_mean",
-    "adset_sigma",
-    "campaign_sigma",
-    "campaign_sigma_sd",
-    "adset_sigma_sd",
-    "df",
-    "drift_sd",
-    "level_now",
-)
+from jaxrev.figures import campaign_means_figure, pooling_figure, ppc_figure
+from jaxrev.models import ModelSpec, get_model
+from jaxrev.models.spec import REPORTED_ADSET_SITE, REPORTED_CAMPAIGN_SITE
+from jaxrev.summaries import PROBS, describe_draws, tidy_summary
 
 
 def import_arviz():
@@ -49,21 +34,44 @@ def import_arviz():
     return arviz
 
 
-@dataclass
+class Message(NamedTuple):
+    """One finding about a fit: ``kind`` (e.g. ``"rhat"``, ``"svi_not_converged"``,
+    ``"point_estimate"``), the ``text`` shown to people, and whether it is a problem that
+    ``warn``-s (a MAP fit's "point estimate" note is not)."""
+
+    kind: str
+    text: str
+    warn: bool = True
+
+
+# Kinds that :func:`nuts_diagnostics` computes (and replaces when it runs again).
+NUTS_CHECK_KINDS = frozenset({"rhat", "ess", "divergences"})
+
+
+@dataclass(frozen=True, eq=False)
 class FitDiagnostics:
-    """How the fit went. ``converged`` is the verdict: SVI's windowed ELBO criterion, MAP's
-    gradient norm, or for NUTS R-hat < ``rhat_max``, bulk and tail ESS >= ``min_ess`` and no
-    divergences. ``messages`` say what is wrong when it is not."""
+    """How the fit went (immutable). ``converged`` is the verdict: SVI's windowed ELBO criterion,
+    MAP's gradient norm, or for NUTS R-hat < ``rhat_max``, bulk and tail ESS >= ``min_ess`` and no
+    divergences. ``entries`` say what is wrong when it is not (``messages``: their texts)."""
 
     method: str
     converged: bool
     num_steps: int
     seconds: float
     fit_seconds: float
-    messages: list[str] = field(default_factory=list)
+    entries: tuple[Message, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
     loss_trace: np.ndarray | None = field(default=None, repr=False)
     parameters: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def messages(self) -> list[str]:
+        return [m.text for m in self.entries]
+
+    @property
+    def problems(self) -> list[str]:
+        """The texts of the entries that are problems (those that warn)."""
+        return [m.text for m in self.entries if m.warn]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +93,88 @@ def _jsonable(v):
     return v
 
 
+def inference_data(
+    data: RevenueData,
+    spec: ModelSpec,
+    draws: dict[str, np.ndarray],
+    sample_stats: dict[str, np.ndarray] | None,
+    method: str,
+):
+    """``arviz.InferenceData`` of draws ``(chain, draw, ...)``: posterior, posterior_predictive
+    (``log_revenue``), observed_data, constant_data and (NUTS) sample_stats, with the ad set /
+    campaign coords on the sites the model's spec names."""
+    az = import_arviz()
+    posterior = {k: v for k, v in draws.items() if k != "log_revenue"}
+    coords = {
+        "adset": data.adsets["adset"].astype(str).to_list(),
+        "campaign": data.campaigns["campaign"].astype(str).to_list(),
+        "obs": np.arange(data.num_observations),
+    }
+    dims = spec.dims()
+    dims |= {"log_revenue": ["obs"], "conversions": ["obs"], "adset_index": ["obs"]}
+    arrays = data.arrays
+    return az.from_dict(
+        posterior=posterior,
+        posterior_predictive={"log_revenue": draws["log_revenue"]},
+        observed_data={"log_revenue": np.asarray(arrays.log_revenue)},
+        constant_data={
+            "conversions": np.asarray(arrays.conversions),
+            "adset_index": np.asarray(arrays.adset),
+        },
+        sample_stats=sample_stats,
+        coords=coords,
+        dims=dims,
+        attrs={"model": spec.name, "method": method},
+    )
+
+
+def nuts_diagnostics(
+    diagnostics: FitDiagnostics,
+    idata,
+    num_divergent: int,
+    checked_sites: tuple[str, ...],
+    rhat_max: float = 1.01,
+    min_ess: float = 400.0,
+) -> FitDiagnostics:
+    """A NUTS fit's diagnostics with its convergence verdict: R-hat (rank-normalised split),
+    bulk and tail ESS over ``checked_sites`` and the divergences (pure: returns a new record;
+    entries of the kinds it computes are replaced, not repeated)."""
+    az = import_arviz()
+    names = [n for n in checked_sites if n in idata.posterior]
+    table = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
+    details = {
+        **diagnostics.details,
+        "max_rhat": float(table["r_hat"].max()),
+        "min_ess_bulk": float(table["ess_bulk"].min()),
+        "min_ess_tail": float(table["ess_tail"].min()),
+        "num_divergent": num_divergent,
+    }
+    found = []
+    if details["max_rhat"] > rhat_max:
+        worst = table["r_hat"].idxmax()
+        found.append(Message("rhat", f"R-hat {details['max_rhat']:.3f} > {rhat_max} ({worst})"))
+    ess = min(details["min_ess_bulk"], details["min_ess_tail"])
+    if ess < min_ess:
+        found.append(Message("ess", f"ESS {ess:.0f} < {min_ess:.0f}: run more samples"))
+    if num_divergent:
+        found.append(
+            Message(
+                "divergences",
+                f"{num_divergent} divergent transitions: "
+                "raise target_accept_prob or check the data",
+            )
+        )
+    kept = tuple(m for m in diagnostics.entries if m.kind not in NUTS_CHECK_KINDS)
+    entries = kept + tuple(found)
+    return replace(
+        diagnostics,
+        converged=not any(m.warn for m in entries),
+        entries=entries,
+        details=details,
+        parameters=table,
+    )
+
+
 @dataclass
 class RevenueFit:
     """A fitted revenue model for one account.
@@ -95,7 +185,7 @@ class RevenueFit:
         draws: every sample and deterministic site, shaped ``(chain, draw, ...)``; the
             replicated observations (posterior predictive) are under ``log_revenue``.
         sample_stats: NUTS statistics per draw (``diverging``, ``tree_depth``, ...) or None.
-        diagnostics: :class:`FitDiagnostics`.
+        diagnostics: :class:`FitDiagnostics` (see :meth:`check`).
     """
 
     data: RevenueData
@@ -110,39 +200,46 @@ class RevenueFit:
     rhat_max: float = 1.01
     min_ess: float = 400.0
 
+    # ---- the contract ----------------------------------------------------------------------
+
+    @property
+    def spec(self) -> ModelSpec:
+        return get_model(self.model)
+
+    @property
+    def converged(self) -> bool:
+        return self.diagnostics.converged
+
+    @property
+    def messages(self) -> list[str]:
+        return self.diagnostics.messages
+
+    @property
+    def status(self) -> str:
+        """``"converged"``, or ``"not converged: "`` and the problems."""
+        if self.diagnostics.converged:
+            return "converged"
+        return "not converged: " + "; ".join(self.diagnostics.problems or ["unknown"])
+
     # ---- diagnostics -----------------------------------------------------------------------
 
     def check(self) -> FitDiagnostics:
-        """Fill in convergence diagnostics (R-hat, ESS, divergences for NUTS) and warn."""
-        d = self.diagnostics
+        """Compute the convergence verdict (for NUTS: R-hat, ESS and divergences of the model's
+        checked sites; see :func:`nuts_diagnostics`), keep it as :attr:`diagnostics` and warn
+        about each problem. Calling it again gives the same record."""
         if self.method == "nuts":
-            az = import_arviz()
-            idata = self.to_inference_data()
-            names = [n for n in _CHECKED_SITES if n in idata.posterior]
-            table = az.summary(idata, var_names=names, kind="diagnostics", round_to="none")
-            d.parameters = table
-            num_div = int(self.sample_stats["diverging"].sum())
-            d.details.update(
-                max_rhat=float(table["r_hat"].max()),
-                min_ess_bulk=float(table["ess_bulk"].min()),
-                min_ess_tail=float(table["ess_tail"].min()),
-                num_divergent=num_div,
+            self.diagnostics = nuts_diagnostics(
+                self.diagnostics,
+                self.to_inference_data(),
+                int(self.sample_stats["diverging"].sum()),
+                self.spec.checked_sites,
+                self.rhat_max,
+                self.min_ess,
             )
-            if d.details["max_rhat"] > self.rhat_max:
-                worst = table["r_hat"].idxmax()
-                d.messages.append(f"R-hat {d.details['max_rhat']:.3f} > {self.rhat_max} ({worst})")
-            ess = min(d.details["min_ess_bulk"], d.details["min_ess_tail"])
-            if ess < self.min_ess:
-                d.messages.append(f"ESS {ess:.0f} < {self.min_ess:.0f}: run more samples")
-            if num_div:
-                d.messages.append(
-                    f"{num_div} divergent transitions: raise target_accept_prob or check the data"
-                )
-            d.converged = not d.messages
-        for message in d.messages:
-            if "point estimate" not in message and "full pooling" not in message:
-                warnings.warn(f"{self.method}: {message}", RuntimeWarning, stacklevel=3)
-        return d
+        for message in self.diagnostics.entries:
+            if message.warn:
+                warnings.warn(f"{self.method}: {message.text}", RuntimeWarning, stacklevel=3)
+        return self.diagnostics
 
     # ---- tables ----------------------------------------------------------------------------
 
@@ -156,7 +253,7 @@ class RevenueFit:
         x = self.draws[name]
         return x.reshape(-1, *x.shape[2:])
 
-    def summary(self, probs: tuple[float, ...] = (0.025, 0.5, 0.975)) -> pd.DataFrame:
+    def summary(self, probs: tuple[float, ...] = PROBS) -> pd.DataFrame:
         """Tidy table: one row per campaign (``campaign_mean``) and per ad set (``adset_mean``).
 
         Columns: ``level``, ``campaign``, ``adset``, ``n_obs``, ``conversions``, ``revenue``,
@@ -165,9 +262,9 @@ class RevenueFit:
         uncertainty: ``sd`` and the quantiles are NaN and ``mean`` is the mode's value.
         """
         campaign = None
-        if "campaign_mean" in self.draws:
-            campaign = describe_draws(self.flat_draws("campaign_mean"), probs)
-        adset = describe_draws(self.flat_draws("adset_mean"), probs)
+        if REPORTED_CAMPAIGN_SITE in self.draws:
+            campaign = describe_draws(self.flat_draws(REPORTED_CAMPAIGN_SITE), probs)
+        adset = describe_draws(self.flat_draws(REPORTED_ADSET_SITE), probs)
         return tidy_summary(self.data, adset, campaign, probs)
 
     # ---- ArviZ -----------------------------------------------------------------------------
@@ -175,57 +272,41 @@ class RevenueFit:
     def to_inference_data(self):
         """``arviz.InferenceData`` with posterior, posterior_predictive (``log_revenue``),
         observed_data, constant_data and (NUTS) sample_stats, with ad set / campaign coords."""
-        az = import_arviz()
-        posterior = {k: v for k, v in self.draws.items() if k != "log_revenue"}
-        coords = {
-            "adset": self.data.adsets["adset"].astype(str).to_list(),
-            "campaign": self.data.campaigns["campaign"].astype(str).to_list(),
-            "obs": np.arange(self.data.num_observations),
-        }
-        dims = {name: ["adset"] for name in _ADSET_SITES}
-        dims |= {name: ["campaign"] for name in _CAMPAIGN_SITES}
-        dims |= {"level": ["knot"], "level_z": ["knot_step"]}
-        dims |= {"log_revenue": ["obs"], "conversions": ["obs"], "adset_index": ["obs"]}
-        arrays = self.data.arrays
-        idata = az.from_dict(
-            posterior=posterior,
-            posterior_predictive={"log_revenue": self.draws["log_revenue"]},
-            observed_data={"log_revenue": np.asarray(arrays.log_revenue)},
-            constant_data={
-                "conversions": np.asarray(arrays.conversions),
-                "adset_index": np.asarray(arrays.adset),
-            },
-            sample_stats=self.sample_stats,
-            coords=coords,
-            dims=dims,
-            attrs={"model": self.model, "method": self.diagnostics.method},
+        return inference_data(
+            self.data, self.spec, self.draws, self.sample_stats, self.diagnostics.method
         )
-        return idata
 
     # ---- plots -----------------------------------------------------------------------------
 
-    def plot_ppc(self, **kwargs):
-        """Posterior predictive check (see :func:`jaxrev.plots.plot_ppc`)."""
-        from jaxrev.plots import plot_ppc
+    def plot_ppc(self, num_replicates: int = 50, seed: int = 0):
+        """Posterior predictive check (see :func:`jaxrev.figures.ppc_figure`)."""
+        return ppc_figure(
+            np.asarray(self.data.arrays.log_revenue),
+            self.flat_draws("log_revenue"),
+            f"Posterior predictive check ({self.model}, {self.diagnostics.method})",
+            num_replicates,
+            seed,
+        )
 
-        return plot_ppc(self, **kwargs)
+    def plot_pooling(self, prob: float = 0.95):
+        """Raw vs model mean per ad set (see :func:`jaxrev.figures.pooling_figure`)."""
+        summary = self.summary(probs=((1 - prob) / 2, 0.5, (1 + prob) / 2))
+        return pooling_figure(self.data, summary, prob)
 
-    def plot_pooling(self, **kwargs):
-        """Raw vs model mean per ad set (see :func:`jaxrev.plots.plot_pooling`)."""
-        from jaxrev.plots import plot_pooling
-
-        return plot_pooling(self, **kwargs)
-
-    def plot_campaign_means(self, **kwargs):
-        """Distributions of the ad set and campaign means (see :func:`jaxrev.plots`)."""
-        from jaxrev.plots import plot_campaign_means
-
-        return plot_campaign_means(self, **kwargs)
+    def plot_campaign_means(self):
+        """Distributions of the ad set and campaign means (see :mod:`jaxrev.figures`)."""
+        return campaign_means_figure(
+            self.data,
+            self.flat_draws(REPORTED_ADSET_SITE),
+            self.flat_draws(REPORTED_CAMPAIGN_SITE),
+        )
 
     # ---- output ----------------------------------------------------------------------------
 
     def save(self, out_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
         """Write ``summary.csv``, ``inference_data.nc``, ``diagnostics.json`` and the plots."""
+        import matplotlib.pyplot as plt
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         written = {"summary": out / "summary.csv", "inference_data": out / "inference_data.nc"}
@@ -252,44 +333,15 @@ class RevenueFit:
             written["invalid_rows"] = out / "invalid_rows.csv"
             self.data.report.invalid.to_csv(written["invalid_rows"], index=False)
         if plots:
-            import matplotlib.pyplot as plt
-
             for name, make in (
                 ("ppc", self.plot_ppc),
                 ("pooling", self.plot_pooling),
                 ("campaign_means", self.plot_campaign_means),
             ):
-                if name == "campaign_means" and "campaign_mean" not in self.draws:
+                if name == "campaign_means" and REPORTED_CAMPAIGN_SITE not in self.draws:
                     continue
                 fig = make()
                 written[name] = out / f"{name}.png"
                 fig.savefig(written[name], dpi=120, bbox_inches="tight")
                 plt.close(fig)
         return written
-
-
-def describe_draws(draws: np.ndarray, probs) -> np.ndarray:
-    """(draw, item) -> (item, 2 + len(probs)): mean, sd and quantiles (NaN from a single draw)."""
-    single = draws.shape[0] < 2
-    stats = [draws.mean(axis=0)]
-    stats.append(np.full(draws.shape[1], np.nan) if single else draws.std(axis=0, ddof=1))
-    for p in probs:
-        stats.append(np.full(draws.shape[1], np.nan) if single else np.quantile(draws, p, axis=0))
-    return np.stack(stats, axis=-1)
-
-
-def tidy_summary(
-    data: RevenueData, adset: np.ndarray, campaign: np.ndarray | None, probs
-) -> pd.DataFrame:
-    """The summary table from per-item statistics (rows: mean, sd, quantiles for ``probs``):
-    campaign rows first (if given), then ad-set rows, beside the raw data of each."""
-    names = ["mean", "sd"] + [f"q{100 * p:g}" for p in probs]
-    parts = []
-    if campaign is not None:
-        table = data.campaigns.drop(columns="n_adsets").assign(level="campaign", adset=pd.NA)
-        parts.append(pd.concat([table, pd.DataFrame(campaign, columns=names)], axis=1))
-    table = data.adsets.assign(level="adset")
-    parts.append(pd.concat([table, pd.DataFrame(adset, columns=names)], axis=1))
-    out = pd.concat(parts, ignore_index=True)
-    first = ["level", "campaign", "adset", "n_obs", "conversions", "revenue", "raw_mean"]
-    return out[first + names]

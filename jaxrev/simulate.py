@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from jaxrev.model import MultilevelPriors
+from jaxrev.models import MultilevelPriors
+from jaxrev.models.common import SEED_PRIORS
 
 
 class SimulatedAccount(NamedTuple):
@@ -58,7 +59,7 @@ def simulate_account(
     account_mu_sd: float | None = None,
     campaign_mu_sd: float | None = None,
     revenue_sigma: float | None = None,
-    priors: MultilevelPriors = MultilevelPriors(),
+    priors: MultilevelPriors = SEED_PRIORS,
     campaign_sigma_sd: float = 0.0,
     adset_sigma_sd: float = 0.0,
     effects_df: float | None = None,

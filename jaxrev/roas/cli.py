@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from jaxrev.data import InvalidDataError
 from jaxrev.datasets.daily import load_daily_bundled
+from jaxrev.errors import InvalidDataError
 from jaxrev.roas.allocation import Allocation, allocate, plot_allocation
 from jaxrev.roas.daily import DailyColumns, DailyData, load_daily
 from jaxrev.roas.draws import (

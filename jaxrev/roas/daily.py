@@ -16,15 +16,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 import pandas as pd
 
-from jaxrev.data import (
-    InvalidDataError,
-    MissingColumnError,
-    Problems,
-    check_campaigns,
-    missing_mask,
-    parse_numbers,
-    read_table,
-)
+from jaxrev.data import Problems, check_campaigns, missing_mask, parse_numbers, read_table
+from jaxrev.errors import InvalidDataError, MissingColumnError
 from jaxrev.roas.funnel import ConversionsPer, FunnelStats, discount_weights, funnel_statistics
 
 

@@ -9,7 +9,7 @@ from numpyro.infer.util import log_density
 from scipy import stats
 
 from jaxrev.batch import account_seed
-from jaxrev.buckets import (
+from jaxrev.batch.buckets import (
     BucketShape,
     batch_cap,
     batch_size_for,
@@ -19,10 +19,10 @@ from jaxrev.buckets import (
     plan_buckets,
     stack_lanes,
 )
+from jaxrev.batch.store import ResultStore
 from jaxrev.data import load_revenue_data
-from jaxrev.model import multilevel
+from jaxrev.models import multilevel
 from jaxrev.simulate import simulate_account
-from jaxrev.store import ResultStore
 
 
 def test_shapes_and_caps():

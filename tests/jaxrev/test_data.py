@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jaxrev.data import (
+from jaxrev.data import Columns, load_revenue_data, pad_observations
+from jaxrev.errors import (
     AdsetCampaignConflictError,
-    Columns,
     InvalidDataError,
     MissingColumnError,
     MissingValueError,
@@ -18,8 +18,6 @@ from jaxrev.data import (
     NonNumericValueError,
     NonPositiveRevenueError,
     NoObservationsError,
-    load_revenue_data,
-    pad_observations,
 )
 
 GOOD = """campaign,adset,conversions,revenue

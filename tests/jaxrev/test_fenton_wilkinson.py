@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrev.model import fenton_wilkinson
+from jaxrev.models import fenton_wilkinson
 
 
 @pytest.mark.parametrize("n", [1, 3, 12])

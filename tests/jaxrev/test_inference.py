@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from jaxrev import inference
 from jaxrev.data import load_revenue_data, pad_observations
 from jaxrev.inference import SVIOptions, fit, svi_fit_fixed
-from jaxrev.model import MultilevelPriors, NoPoolingPriors
+from jaxrev.inference import svi as inference
+from jaxrev.models import MultilevelPriors, NoPoolingPriors
 from jaxrev.result import RevenueFit
 from jaxrev.simulate import simulate_account
 
@@ -101,12 +101,12 @@ def test_second_fit_of_the_same_shape_does_not_recompile(small_data):
     opts = SVIOptions(max_steps=1000)
     with pytest.warns(RuntimeWarning, match="did not converge in 1000 steps"):
         fit(small_data, "svi", options=opts, progress=False)
-    before = inference._svi_chunk_jit._cache_size(), inference._svi_draws_jit._cache_size()
+    before = inference.svi_chunk_jit._cache_size(), inference.svi_draws_jit._cache_size()
     shifted = small_data.arrays._replace(log_revenue=small_data.arrays.log_revenue + 0.3)
     other = type(small_data)(**{**small_data.__dict__, "arrays": shifted})
     with pytest.warns(RuntimeWarning, match="did not converge"):
         result = fit(other, "svi", options=opts, progress=False, seed=9)
-    after = inference._svi_chunk_jit._cache_size(), inference._svi_draws_jit._cache_size()
+    after = inference.svi_chunk_jit._cache_size(), inference.svi_draws_jit._cache_size()
     assert after == before
     assert not result.diagnostics.converged and result.diagnostics.num_steps == 1000
     assert result.draws["adset_mean"].shape == (1, 1000, 8)
@@ -117,7 +117,7 @@ def test_fits_that_differ_only_in_when_they_stop_share_their_programs(small_data
     compiles nothing, and the host still applies them."""
     with pytest.warns(RuntimeWarning, match="did not converge in 500 steps"):
         fit(small_data, "svi", options=SVIOptions(max_steps=500), progress=False)
-    jitted = (inference._svi_init_jit, inference._svi_chunk_jit, inference._svi_draws_jit)
+    jitted = (inference.svi_init_jit, inference.svi_chunk_jit, inference.svi_draws_jit)
     before = [f._cache_size() for f in jitted]
     other = SVIOptions(max_steps=1500, rtol=1e-7, noise_z=0.5, average_steps=100)
     with pytest.warns(RuntimeWarning, match="did not converge in 1500 steps"):

@@ -8,7 +8,7 @@ from numpyro.infer.util import log_density
 from scipy import stats
 
 from jaxrev.data import load_revenue_data, pad_observations
-from jaxrev.model import MultilevelPriors, NoPoolingPriors, multilevel, no_pooling
+from jaxrev.models import MultilevelPriors, NoPoolingPriors, multilevel, no_pooling
 from jaxrev.simulate import simulate_account
 
 

@@ -10,12 +10,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from jaxrev.compare import (
-    compare,
-    heldout_calibration,
-    in_sample_pit,
-    pointwise_log_likelihood,
-)
+from jaxrev.checks import compare, in_sample_pit, pointwise_log_likelihood
+from jaxrev.compare import heldout_calibration
 from jaxrev.data import Columns, days_since_start, load_revenue_data
 from jaxrev.inference import fit
 from jaxrev.simulate import simulate_account

@@ -9,7 +9,7 @@ import pytest
 from scipy import integrate, optimize, stats
 from scipy.special import expit, gammaln
 
-from jaxrev.data import AdsetCampaignConflictError, MissingColumnError, NonNumericValueError
+from jaxrev.errors import AdsetCampaignConflictError, MissingColumnError, NonNumericValueError
 from jaxrev.roas.daily import FunnelOrderError, NegativeValueError, load_daily
 from jaxrev.roas.funnel import (
     BetaParams,

@@ -14,8 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxrev.data import pad_observations
-from jaxrev.model import RevenueArrays
+from jaxrev.data import RevenueArrays, pad_observations
 
 
 class BucketShape(NamedTuple):
