@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jaxssm.params import DataError
+from jaxssm.errors import DataError
 
 USER_NAMES = ("user", "login", "username", "user_login", "stargazer")
 TIME_NAMES = ("starred_at", "starredat", "starred", "date", "timestamp", "time")
