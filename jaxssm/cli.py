@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         return run_report(args)
     if args.command == "fit":
-        from jaxssm.fitting_cli import run_fit
+        from jaxssm.fitting.cli import run_fit
 
         return run_fit(args)
     if args.command == "stargazers":
