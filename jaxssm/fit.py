@@ -4,7 +4,8 @@ r"""The user-facing Laplace-EM fit: initialisation, priors, the EM loop with a s
 until the relative change of the MAP-EM objective falls below ``rtol``. ``loop="python"`` (the
 default) runs the outer loop on the host with a progress bar and early stopping; ``loop="jax"``
 runs it inside one ``lax.while_loop``. Counts with a leading batch axis (B, N, m) are fitted as
-independent panels in one call, the whole loop vmapped over panels.
+independent panels in one call, the whole loop vmapped over panels. The fit is a
+:class:`~jaxssm.result.LaplaceEMResult`; :func:`check_fit` decides whether it is usable.
 """
 
 from __future__ import annotations
