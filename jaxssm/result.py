@@ -177,8 +177,7 @@ class LaplaceEMResult(NamedTuple):
         cells = mask.sum(axis=0)
         total = np.where(mask, np.asarray(self.panel.counts, np.float64), 0.0).sum(axis=0)
         table["observed_cells"] = cells
-        with np.errstate(invalid="ignore", divide="ignore"):
-            table["observed_mean"] = np.where(cells > 0, total / np.maximum(cells, 1), np.nan)
+        table["observed_mean"] = np.where(cells > 0, total / np.maximum(cells, 1), np.nan)
         table.attrs["fit"] = {**self.figures(), "messages": list(self.messages)}
         return table
 

@@ -31,4 +31,9 @@ tables agree with the Python API called in float64 to rounding; CSVs hold 10 sig
 **Exit codes**: 0 done; 2 bad input or usage (nothing written); 3 written, but the fit is not
 converged (``--allow-unconverged`` accepts it) or a figure failed; 1 an output could not be
 written (the message names the path); 130 interrupted (the files written so far are kept).
+
+Modules: :mod:`~jaxssm.fitting.inputs` (reading and checking the tables and options),
+:mod:`~jaxssm.fitting.run` (the fit and its outputs; the parameter tables are
+:meth:`~jaxssm.result.LaplaceEMResult.parameter_tables`, the tables that ``save`` writes),
+:mod:`~jaxssm.fitting.cli` (the command: exit codes and messages).
 """

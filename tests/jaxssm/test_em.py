@@ -124,6 +124,8 @@ def test_jax_loop_equals_python_loop_and_batch_equals_singles(truth):
         np.testing.assert_allclose(batch.posterior.mean[b], single.posterior.mean, atol=1e-9)
         assert batch.num_iterations[b] == single.num_iterations
         assert batch.status[b] == single.status
+        assert list(batch.messages[b]) == list(single.messages)
+        assert bool(batch.converged[b]) == (not batch.messages[b])
 
 
 def test_second_fit_of_the_same_shapes_does_not_recompile(truth, fits):
