@@ -70,9 +70,7 @@ def test_default_fit_returns_its_best_iterate(fits):
         assert fit.converged, fit.status
         # the reported parameters are the best point the loop evaluated: the objective there
         # is the largest in the trace (SQUAREM cycles report their last evaluation)
-        at_fit = em_step(
-            fit.panel, fit.params, fit.posterior.mean, fit.prior, options=fit.options
-        )
+        at_fit = em_step(fit.panel, fit.params, fit.posterior.mean, fit.prior, options=fit.options)
         assert float(at_fit.objective) >= fit.objective.max() - 1e-6 * abs(fit.objective.max())
         assert fit.objective.max() > fit.objective[0]
 
