@@ -10,7 +10,7 @@ economies (and mostly early quarters) are absent.
 
 Sections:
 
-* ``random``: 10 % of the observed cells held out at random (``jaxssm.forecast.holdout_cells``),
+* ``random``: 10 % of the observed cells held out at random (``jaxssm.selection.holdout_cells``),
   per seed; each q fitted on the other cells, with two offsets: ``none`` (the factors must carry
   the global growth) and ``chain`` (a per-quarter log-offset from the training cells alone: a
   chain-linked index whose growth from quarter i-1 to i is the ratio of the totals of the
@@ -266,7 +266,7 @@ def paired(rows, cells, heldout, candidates):
 def run_random(args, wide, out: dict, save) -> None:
     import jax
 
-    from jaxssm.forecast import holdout_cells
+    from jaxssm.selection import holdout_cells
 
     x, observed, labels = arrays(wide)
     section: dict = {"holdout_fraction": HOLDOUT, "seeds": {}}

@@ -85,17 +85,17 @@ def timed(fn, *args, repeat: int = 1, **kwargs):
     return out, best
 
 
-def per_iteration_step(panel, params, f, prior, settings, iterations: int) -> float:
+def per_iteration_step(panel, params, f, prior, options, iterations: int) -> float:
     """Seconds per jitted EM step called from Python (what the default fit loop pays)."""
     import jax
 
     from jaxssm.em import em_step
 
-    out = em_step(panel, params, f, prior, settings=settings)  # compile
+    out = em_step(panel, params, f, prior, options=options)  # compile
     jax.block_until_ready(out)
     t0 = time.perf_counter()
     for _ in range(iterations):
-        step = em_step(panel, params, f, prior, settings=settings)
+        step = em_step(panel, params, f, prior, options=options)
         params, f, prior = step.params, step.f, step.prior
     jax.block_until_ready(params)
     return (time.perf_counter() - t0) / iterations
@@ -106,7 +106,7 @@ def run_laplace_em(train, heldout, sim, q: int, dense_iterations: int) -> dict:
     reference per iteration."""
     import jax
 
-    from jaxssm import EMSettings, expected_rates, fit_laplace_em, predictive_log_likelihood
+    from jaxssm import EMOptions, expected_rates, fit_laplace_em, predictive_log_likelihood
     from jaxssm.fit import initial_params, make_prior
     from jaxssm.params import Priors, make_panel
 
@@ -126,7 +126,7 @@ def run_laplace_em(train, heldout, sim, q: int, dense_iterations: int) -> dict:
     rates = np.asarray(expected_rates(fit.params, fit.posterior))
     plain = fit_laplace_em(
         panel, q, loop="jax", check=False, priors=Priors(loadings="fixed"),
-        settings=EMSettings(accelerate="none"),
+        options=EMOptions(accelerate="none"),
     )  # fmt: skip
     fast_fixed = fit_laplace_em(panel, q, loop="jax", check=False, priors=Priors(loadings="fixed"))
     x = sim.counts
@@ -148,10 +148,10 @@ def run_laplace_em(train, heldout, sim, q: int, dense_iterations: int) -> dict:
     params, f = initial_params(panel, q)
     prior = make_prior(panel, Priors(), q)
     row["per_iteration_ms_step"] = round(
-        1e3 * per_iteration_step(panel, params, f, prior, EMSettings(), 30), 3
+        1e3 * per_iteration_step(panel, params, f, prior, EMOptions(), 30), 3
     )
     if dense_iterations:
-        dense = EMSettings(dense_reference=True)
+        dense = EMOptions(dense_reference=True)
         t0 = time.perf_counter()
         jax.block_until_ready(per_iteration_step(panel, params, f, prior, dense, 1))
         row["dense_per_iteration_ms"] = round(
@@ -277,7 +277,7 @@ def run_sizes(args, out: dict) -> dict:
 
 
 def run_scaling(args, out: dict) -> None:
-    from jaxssm import EMSettings
+    from jaxssm import EMOptions
     from jaxssm.fit import initial_params, make_prior
     from jaxssm.params import Priors, make_panel
 
@@ -288,7 +288,7 @@ def run_scaling(args, out: dict) -> None:
         panel = make_panel(sim.counts)
         params, f = initial_params(panel, 3)
         prior = make_prior(panel, Priors(), 3)
-        ms = 1e3 * per_iteration_step(panel, params, f, prior, EMSettings(), 20)
+        ms = 1e3 * per_iteration_step(panel, params, f, prior, EMOptions(), 20)
         rows.append({"m": m, "N": N, "per_iteration_ms": round(ms, 3)})
         print(rows[-1], flush=True)
     out["scaling"] = rows

@@ -6,7 +6,7 @@ against the block cyclic reduction of ``jaxssm.cyclic_reduction`` (depth O(log N
   depth (scan steps against reduction levels), and the largest difference of the inverse blocks
   from the float64 sequential result (relative to the largest entry).
 * ``em``: the time per Laplace-EM iteration (the jitted step called from Python, float64) at the
-  seed-like m = 163, N = 576, q = 3, with ``EMSettings(linear_solver=...)`` either way.
+  seed-like m = 163, N = 576, q = 3, with ``EMOptions(linear_solver=...)`` either way.
 
 Cyclic reduction does about twice the arithmetic of the scans; its point is the O(log N)
 critical path on parallel hardware (GPU/TPU). On a CPU with a couple of cores it is expected to be
@@ -146,7 +146,7 @@ def run_em(args, out: dict) -> None:
     iterations, the solvers taking turns, and the median round."""
     import jax
 
-    from jaxssm import EMSettings
+    from jaxssm import EMOptions
     from jaxssm.em import em_step
     from jaxssm.fit import initial_params, make_prior
     from jaxssm.params import Priors, make_panel
@@ -157,10 +157,10 @@ def run_em(args, out: dict) -> None:
     prior = make_prior(panel, Priors(), q)
     row: dict = {"m": m, "N": N, "q": q, "iterations": args.em_iterations, "dtype": "float64",
                  "rounds": args.em_rounds}  # fmt: skip
-    settings = {solver: EMSettings(linear_solver=solver) for solver in SOLVERS}
+    options = {solver: EMOptions(linear_solver=solver) for solver in SOLVERS}
     for solver in SOLVERS:
         t0 = time.perf_counter()
-        jax.block_until_ready(em_step(panel, *start, prior, settings=settings[solver]))
+        jax.block_until_ready(em_step(panel, *start, prior, options=options[solver]))
         row[f"{solver}_compile_s"] = round(time.perf_counter() - t0, 2)
     rounds: dict = {solver: [] for solver in SOLVERS}
     objectives = {}
@@ -170,7 +170,7 @@ def run_em(args, out: dict) -> None:
             newton, trace = 0, []
             t0 = time.perf_counter()
             for _ in range(args.em_iterations):
-                step = em_step(panel, params, f, prior, settings=settings[solver])
+                step = em_step(panel, params, f, prior, options=options[solver])
                 params, f, post, objective = step.params, step.f, step.posterior, step.objective
                 newton += int(post.num_steps)
                 trace.append(float(objective))

@@ -7,17 +7,10 @@ $f_i = \Phi f_{i-1} + \varepsilon$, $\varepsilon \sim N(0, Q)$, $f_1 \sim N(a_1,
 """
 
 from jaxssm.drift import DriftTest, drift_test
-from jaxssm.em import EMSettings
-from jaxssm.fit import (
-    FitCheck,
-    LaplaceEMResult,
-    check_fit,
-    fit_laplace_em,
-    initial_params,
-    posterior,
-)
+from jaxssm.em import EMOptions
+from jaxssm.errors import DataError, OutputError
+from jaxssm.fit import check_fit, fit_laplace_em, initial_params, posterior
 from jaxssm.forecast import (
-    FactorSelection,
     Forecast,
     Imputation,
     expected_rates,
@@ -26,17 +19,18 @@ from jaxssm.forecast import (
     log_rate_moments,
     predictive_log_likelihood,
     sample_posterior,
-    select_num_factors,
 )
 from jaxssm.full_bayes import FullPosterior, sample_full_posterior
 from jaxssm.laplace import LaplacePosterior, laplace_posterior
-from jaxssm.params import DataError, Panel, Params, Priors, make_panel
+from jaxssm.params import Panel, Params, Priors, make_panel
+from jaxssm.result import FitCheck, LaplaceEMResult
+from jaxssm.selection import FactorSelection, select_num_factors
 from jaxssm.simulate import random_params, simulate_panel
 
 __all__ = [
     "DataError",
     "DriftTest",
-    "EMSettings",
+    "EMOptions",
     "FactorSelection",
     "FitCheck",
     "Forecast",
@@ -44,6 +38,7 @@ __all__ = [
     "Imputation",
     "LaplaceEMResult",
     "LaplacePosterior",
+    "OutputError",
     "Panel",
     "Params",
     "Priors",

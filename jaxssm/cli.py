@@ -6,7 +6,7 @@
 ``jaxssm fit COUNTS --out DIR`` fits the model to a wide table of counts.
 
 No logic lives here: arguments become calls into :mod:`jaxssm.locations`,
-:mod:`jaxssm.stargazers` and :mod:`jaxssm.fitting_cli`.
+:mod:`jaxssm.stargazers` and :mod:`jaxssm.fitting`.
 """
 
 from __future__ import annotations
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         return run_report(args)
     if args.command == "fit":
-        from jaxssm.fitting_cli import run_fit
+        from jaxssm.fitting.cli import run_fit
 
         return run_fit(args)
     if args.command == "stargazers":

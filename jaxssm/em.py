@@ -21,10 +21,10 @@ scale and fixing signs: a pure reparametrisation, so fits are reproducible and c
 emission parameters $(\mu_\ell, \Lambda_\ell)$, $\psi_\ell$, $\Phi$ are MAP point estimates; the
 loadings' Laplace covariance given $\hat f$ enters the scale updates (the evidence
 approximation) and, on request, the predictive distributions
-(:meth:`~jaxssm.fit.LaplaceEMResult.parameter_covariance`); the local scales $t_\ell$ are
+(:meth:`~jaxssm.result.LaplaceEMResult.parameter_covariance`); the local scales $t_\ell$ are
 integrated by EM; the scales $s_k$ and $\bar\psi$ are empirical-Bayes point estimates.
 
-**Acceleration.** ``EMSettings(accelerate="squarem")`` runs SQUAREM (Varadhan & Roland 2008,
+**Acceleration.** ``EMOptions(accelerate="squarem")`` runs SQUAREM (Varadhan & Roland 2008,
 scheme S3): two EM maps $\theta_1 = F(\theta_0)$, $\theta_2 = F(\theta_1)$, the extrapolation
 $\theta' = \theta_0 - 2\alpha r + \alpha^2 v$ with $r = \theta_1 - \theta_0$,
 $v = \theta_2 - 2\theta_1 + \theta_0$, $\alpha = -\lVert r\rVert / \lVert v\rVert$ clipped to
@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxssm import block_tridiag as bt
+from jaxssm.emissions import LOG_DISPERSION_MAX, LOG_DISPERSION_MIN
 from jaxssm.laplace import (
     CONVERGED,
     MAX_STEPS,
@@ -61,6 +62,7 @@ from jaxssm.mstep import (
     refresh_loading_precision,
     spd_inverse,
     spectral_radius,
+    transition_size,
     update_dispersion,
     update_emission,
     update_loading_prior,
@@ -69,7 +71,7 @@ from jaxssm.mstep import (
 from jaxssm.params import MStepPrior, Panel, Params
 
 __all__ = [
-    "EMSettings",
+    "EMOptions",
     "emission_newton_terms",
     "emission_parameter_covariance",
     "expected_emission_objective",
@@ -83,8 +85,8 @@ __all__ = [
 ACCELERATIONS = ("none", "squarem")
 
 
-class EMSettings(NamedTuple):
-    """Static settings of one EM iteration (plain Python values; hashable for ``jit``)."""
+class EMOptions(NamedTuple):
+    """Static options of one EM iteration (plain Python values; hashable for ``jit``)."""
 
     max_newton_steps: int = 50
     newton_tol: float | None = None
@@ -134,11 +136,11 @@ def _unfactored_posterior(mean, V_diag, V_sub, objective) -> LaplacePosterior:
     )
 
 
-def dense_posterior(panel: Panel, params: Params, f_init: jax.Array, settings: EMSettings):
+def dense_posterior(panel: Panel, params: Params, f_init: jax.Array, options: EMOptions):
     """The E-step the seed describes — Newton with the dense (Nq)x(Nq) Hessian and its inverse —
     packed like :func:`~jaxssm.laplace.laplace_posterior`'s result (no block Cholesky)."""
     f, V, objective = dense_laplace_posterior(
-        panel, params, f_init, max_steps=settings.max_newton_steps, tol=settings.newton_tol
+        panel, params, f_init, max_steps=options.max_newton_steps, tol=options.newton_tol
     )
     N, q = f.shape
     W = V.reshape(N, q, N, q)
@@ -148,21 +150,21 @@ def dense_posterior(panel: Panel, params: Params, f_init: jax.Array, settings: E
     return _unfactored_posterior(f, V_diag, V_sub, objective)
 
 
-def e_step(panel: Panel, params: Params, f_init: jax.Array, settings: EMSettings):
+def e_step(panel: Panel, params: Params, f_init: jax.Array, options: EMOptions):
     """The Laplace posterior at ``params`` (pure; q = 0 handled statically). An unknown
-    ``settings.linear_solver`` is a ValueError."""
-    check_solver(settings.linear_solver)
+    ``options.linear_solver`` is a ValueError."""
+    check_solver(options.linear_solver)
     if params.num_factors == 0:
         return static_posterior(panel, params)
-    if settings.dense_reference:
-        return dense_posterior(panel, params, f_init, settings)
+    if options.dense_reference:
+        return dense_posterior(panel, params, f_init, options)
     return laplace_posterior(
         panel,
         params,
         f_init,
-        max_steps=settings.max_newton_steps,
-        tol=settings.newton_tol,
-        solver=settings.linear_solver,
+        max_steps=options.max_newton_steps,
+        tol=options.newton_tol,
+        solver=options.linear_solver,
     )
 
 
@@ -179,23 +181,23 @@ class EMStep(NamedTuple):
 
 
 def em_iteration(
-    panel: Panel, params: Params, f_init: jax.Array, prior: MStepPrior, settings: EMSettings
+    panel: Panel, params: Params, f_init: jax.Array, prior: MStepPrior, options: EMOptions
 ) -> EMStep:
     """One Laplace-EM iteration (pure): E-step at ``params``, the objective there, then every
     M-step update."""
-    posterior = e_step(panel, params, f_init, settings)
+    posterior = e_step(panel, params, f_init, options)
     prior = refresh_loading_precision(prior, posterior)
     start_terms = emission_newton_terms(
         params.mu, params.Lambda, panel, posterior, prior, params.log_dispersion
     )
     objective = posterior.objective + log_prior(params, prior, start_terms[1])
     mu, Lambda = update_emission(
-        panel, posterior, params, prior, settings.mstep_newton_steps, start_terms=start_terms
+        panel, posterior, params, prior, options.mstep_newton_steps, start_terms=start_terms
     )
     new = params._replace(mu=mu, Lambda=Lambda)
     if params.log_dispersion is not None:
         psi, psi_mean = update_dispersion(
-            panel, posterior, new, prior, settings.dispersion_newton_steps
+            panel, posterior, new, prior, options.dispersion_newton_steps
         )
         new = new._replace(log_dispersion=psi)
         prior = prior._replace(dispersion_mean=psi_mean)
@@ -204,20 +206,20 @@ def em_iteration(
     if params.num_factors > 0:
         new = new._replace(
             Phi=update_transition(
-                posterior, params, settings.max_transition_norm, settings.transition_bound
+                posterior, params, options.max_transition_norm, options.transition_bound
             )
         )
-        if settings.update_initial:
+        if options.update_initial:
             q = params.num_factors
             floor = 1e-3 * jnp.eye(q, dtype=mu.dtype)
             new = new._replace(a1=posterior.mean[0], P1=posterior.V_diag[0] + floor)
-        if settings.normalize:
+        if options.normalize:
             new, f_next, prior = normalize(new, f_next, prior)
     return EMStep(new, f_next, posterior, objective, prior)
 
 
-em_step = jax.jit(em_iteration, static_argnames="settings")
-"""One jitted EM iteration; compiled once per (shapes, dtype, settings)."""
+em_step = jax.jit(em_iteration, static_argnames="options")
+"""One jitted EM iteration; compiled once per (shapes, dtype, options)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,14 +245,11 @@ def _unconstrained(params: Params, prior: MStepPrior) -> dict:
     }
 
 
-def _constrained(x: dict, params: Params, prior: MStepPrior, settings: EMSettings):
-    from jaxssm.emissions import LOG_DISPERSION_MAX, LOG_DISPERSION_MIN
-    from jaxssm.mstep import _bound_measure
-
+def _constrained(x: dict, params: Params, prior: MStepPrior, options: EMOptions):
     Phi = x["Phi"]
     if Phi.shape[-1]:
-        size = _bound_measure(Phi, settings.transition_bound)
-        Phi = Phi * jnp.minimum(1.0, settings.max_transition_norm / jnp.maximum(size, 1e-30))
+        size = transition_size(Phi, options.transition_bound)
+        Phi = Phi * jnp.minimum(1.0, options.max_transition_norm / jnp.maximum(size, 1e-30))
     psi = x["log_dispersion"]
     if psi is not None:
         psi = jnp.clip(psi, LOG_DISPERSION_MIN, LOG_DISPERSION_MAX)
@@ -304,7 +303,7 @@ def _finite_objective(step: EMStep) -> jax.Array:
     return jnp.where(step.posterior.status == NON_FINITE, jnp.nan, step.objective)
 
 
-def _extrapolate(theta0, theta1, theta2, settings: EMSettings, step_max):
+def _extrapolate(theta0, theta1, theta2, options: EMOptions, step_max):
     """SQUAREM's point $\theta' = \theta_0 - 2\alpha r + \alpha^2 v$ and $\alpha$."""
     x0, x1, x2 = (_unconstrained(*t) for t in (theta0, theta1, theta2))
     r = jax.tree.map(lambda a, b: b - a, x0, x1)
@@ -313,7 +312,7 @@ def _extrapolate(theta0, theta1, theta2, settings: EMSettings, step_max):
     alpha = jnp.where(v_norm > 0, -r_norm / jnp.where(v_norm > 0, v_norm, 1.0), -1.0)
     alpha = jnp.clip(alpha, -step_max, -1.0)
     x = jax.tree.map(lambda a, b, c: a - 2.0 * alpha * b + alpha**2 * c, x0, r, v)
-    params, prior = _constrained(x, *theta2, settings)
+    params, prior = _constrained(x, *theta2, options)
     return params, prior, alpha
 
 
@@ -322,7 +321,7 @@ def squarem_cycle(
     params: Params,
     f: jax.Array,
     prior: MStepPrior,
-    settings: EMSettings,
+    options: EMOptions,
     step_max: jax.Array,
 ) -> Cycle:
     """One SQUAREM cycle from ``(params, prior)`` (pure; see the module docstring). The three EM
@@ -331,9 +330,9 @@ def squarem_cycle(
 
     def body(carry, k):
         theta_in, f_in, theta0, theta1 = carry
-        extrapolated = _extrapolate(theta0, theta1, theta_in, settings, step_max)
+        extrapolated = _extrapolate(theta0, theta1, theta_in, options, step_max)
         theta_eval = where(k == 2, extrapolated[:2], theta_in)
-        s = em_iteration(panel, *theta_eval[:1], f_in, theta_eval[1], settings)
+        s = em_iteration(panel, *theta_eval[:1], f_in, theta_eval[1], options)
         theta0 = where(k == 0, theta_in, theta0)
         theta1 = where(k == 1, theta_in, theta1)
         out = (_finite_objective(s), s.posterior, theta_eval, (s.params, s.prior), s.f)
@@ -373,8 +372,8 @@ def squarem_cycle(
     )
 
 
-squarem_step = jax.jit(squarem_cycle, static_argnames="settings")
-"""One jitted SQUAREM cycle; compiled once per (shapes, dtype, settings)."""
+squarem_step = jax.jit(squarem_cycle, static_argnames="options")
+"""One jitted SQUAREM cycle; compiled once per (shapes, dtype, options)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,14 +447,14 @@ class LoopResult(NamedTuple):
     newton_limit_hits: jax.Array
 
 
-def loop_step(panel, params, f, prior, settings, step_max):
+def loop_step(panel, params, f, prior, options, step_max):
     """One iteration of either loop, as a :class:`Cycle`: a SQUAREM cycle, or one plain EM map
     packed the same way (pure)."""
-    if settings.accelerate == "squarem":
-        return squarem_cycle(panel, params, f, prior, settings, step_max)
-    if settings.accelerate != "none":
-        raise ValueError(f"accelerate must be one of {ACCELERATIONS}, got {settings.accelerate!r}")
-    s = em_iteration(panel, params, f, prior, settings)
+    if options.accelerate == "squarem":
+        return squarem_cycle(panel, params, f, prior, options, step_max)
+    if options.accelerate != "none":
+        raise ValueError(f"accelerate must be one of {ACCELERATIONS}, got {options.accelerate!r}")
+    s = em_iteration(panel, params, f, prior, options)
     objective = _finite_objective(s)
     return Cycle(
         params=s.params, prior=s.prior, f=s.f, best_params=params, best_prior=prior,
@@ -467,10 +466,10 @@ def loop_step(panel, params, f, prior, settings, step_max):
     )  # fmt: skip
 
 
-loop_step_jit = jax.jit(loop_step, static_argnames="settings")
+loop_step_jit = jax.jit(loop_step, static_argnames="options")
 
 
-def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: float):
+def _em_loop(panel, params, f_init, prior, options, max_iterations: int, rtol: float):
     """The whole EM loop in ``lax.while_loop`` (for batches under ``vmap`` and benchmarks).
 
     Returns a :class:`LoopResult`."""
@@ -501,7 +500,7 @@ def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: 
         return (c.code < 0) & (c.iteration < max_iterations)
 
     def body(c):
-        cycle = loop_step(panel, c.params, c.f, c.prior, settings, c.step_max)
+        cycle = loop_step(panel, c.params, c.f, c.prior, options, c.step_max)
         objective = cycle.objective
         k = c.iteration
         trace = EMTrace(
@@ -529,32 +528,32 @@ def _em_loop(panel, params, f_init, prior, settings, max_iterations: int, rtol: 
             trace=trace,
         )
 
-    shapes = jax.eval_shape(lambda: e_step(panel, params, f_init, settings))
+    shapes = jax.eval_shape(lambda: e_step(panel, params, f_init, options))
     empty_posterior = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
     init = Carry(
         params, prior, f_init, params, prior, empty_posterior, jnp.asarray(-jnp.inf, dtype),
-        jnp.asarray(jnp.nan, dtype), jnp.asarray(0), jnp.asarray(settings.max_step_length, dtype),
+        jnp.asarray(jnp.nan, dtype), jnp.asarray(0), jnp.asarray(options.max_step_length, dtype),
         jnp.asarray(0), jnp.asarray(0, jnp.int32), jnp.asarray(-1), trace0,
     )  # fmt: skip
     out = jax.lax.while_loop(cond, body, init)
     code = jnp.where(out.code < 0, STOP_MAX_ITERATIONS, out.code)
-    per = 3 if settings.accelerate == "squarem" else 1
+    per = 3 if options.accelerate == "squarem" else 1
     return LoopResult(
         out.best, out.best_prior, out.best_posterior, out.iteration, per * out.iteration, code,
         out.trace, out.hits,
     )  # fmt: skip
 
 
-em_loop = jax.jit(_em_loop, static_argnames=("settings", "max_iterations", "rtol"))
+em_loop = jax.jit(_em_loop, static_argnames=("options", "max_iterations", "rtol"))
 
 
-def _em_loop_batch(panel, params, f_init, prior, settings, max_iterations: int, rtol: float):
+def _em_loop_batch(panel, params, f_init, prior, options, max_iterations: int, rtol: float):
     """:func:`_em_loop` vmapped over a leading panel axis (each panel stops on its own)."""
 
     def one(panel, params, f_init, prior):
-        return _em_loop(panel, params, f_init, prior, settings, max_iterations, rtol)
+        return _em_loop(panel, params, f_init, prior, options, max_iterations, rtol)
 
     return jax.vmap(one)(panel, params, f_init, prior)
 
 
-em_loop_batch = jax.jit(_em_loop_batch, static_argnames=("settings", "max_iterations", "rtol"))
+em_loop_batch = jax.jit(_em_loop_batch, static_argnames=("options", "max_iterations", "rtol"))

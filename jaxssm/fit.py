@@ -4,14 +4,14 @@ r"""The user-facing Laplace-EM fit: initialisation, priors, the EM loop with a s
 until the relative change of the MAP-EM objective falls below ``rtol``. ``loop="python"`` (the
 default) runs the outer loop on the host with a progress bar and early stopping; ``loop="jax"``
 runs it inside one ``lax.while_loop``. Counts with a leading batch axis (B, N, m) are fitted as
-independent panels in one call, the whole loop vmapped over panels.
+independent panels in one call, the whole loop vmapped over panels. The fit is a
+:class:`~jaxssm.result.LaplaceEMResult`; :func:`check_fit` decides whether it is usable.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,100 +25,19 @@ from jaxssm.em import (
     STOP_NAMES,
     STOP_NON_FINITE,
     STOP_PEAKED,
-    EMSettings,
+    EMOptions,
     e_step,
     em_loop,
     em_loop_batch,
-    emission_parameter_covariance,
     loop_step_jit,
     normalize_rotation,
     stop_rule,
 )
 from jaxssm.emissions import check_emission
+from jaxssm.forecast import log_rate_moments
 from jaxssm.laplace import CONVERGED, STALLED, STATUS_NAMES, LaplacePosterior
 from jaxssm.params import LOADING_PRIORS, MStepPrior, Panel, Params, Priors, make_panel
-
-
-class LaplaceEMResult(NamedTuple):
-    """A Laplace-EM fit.
-
-    ``params`` the MAP-EM estimate (``params.emission`` says Poisson or negative binomial);
-    ``posterior`` the Laplace posterior of $f_{1:N}$ at ``params``; ``objective``
-    (num_iterations,) the MAP-EM objective per iteration (the Laplace $\\log p(X \\mid \\theta_t)$
-    plus the log prior; :func:`jaxssm.mstep.log_prior`); ``converged``; ``num_iterations``
-    (loop iterations: SQUAREM cycles, or EM maps without acceleration); ``status`` in words
-    (``converged``, ``converged (objective peaked)``, ``max_iterations``, ``non_finite: ...``,
-    or ``not converged: <what failed a check>``; see :func:`jaxssm.em.stop_rule` and
-    :func:`check_fit`), followed by ``; warning: ...`` when a latent component sits in a single
-    window (:mod:`jaxssm.diagnostics`); ``panel`` as fitted; ``prior`` with its learned scales;
-    ``evaluations`` the number of EM maps; ``check`` the :class:`FitCheck` behind the status
-    (single fits); ``newton_limit_hits`` how many E-steps during the fit stopped at the Newton
-    step limit (the status notes it). For a batch every field has a leading panel axis and
-    ``status`` is a list.
-    """
-
-    params: Params
-    posterior: LaplacePosterior
-    objective: np.ndarray
-    converged: bool | np.ndarray
-    num_iterations: int | np.ndarray
-    status: str | list[str]
-    panel: Panel
-    prior: MStepPrior
-    settings: EMSettings
-    evaluations: int | np.ndarray = 0
-    check: FitCheck | None = None
-    newton_limit_hits: int | np.ndarray = 0
-
-    @property
-    def num_factors(self) -> int:
-        return self.params.Lambda.shape[-1]
-
-    @property
-    def emission(self) -> str:
-        """``"poisson"`` or ``"negbin"``."""
-        return self.params.emission
-
-    def _single(self, what: str) -> None:
-        if self.params.mu.ndim != 1:
-            raise ValueError(f"{what} takes a single fit; index the batch first")
-
-    def parameter_covariance(self) -> jax.Array:
-        r"""Per-location covariance of $(\mu_\ell, \Lambda_\ell)$, (m, q+1, q+1) (see
-        :func:`jaxssm.mstep.emission_parameter_covariance`); pass it as ``parameter_cov`` to the
-        predictive functions. Single fits only."""
-        self._single("parameter_covariance()")
-        return emission_parameter_covariance(self.params, self.posterior, self.panel, self.prior)
-
-    def log_predictive(
-        self, counts, cells=None, *, parameter_uncertainty: bool = True, num_nodes: int = 48
-    ) -> np.ndarray:
-        r"""The log predictive density of the counts in ``cells`` (N, m) under this fit, with its
-        own offset and emission: $\log\int p(x \mid \eta)\,N(\eta; E\eta, \mathrm{Var}\,\eta)\,
-        d\eta$, integrating $f$ and (with ``parameter_uncertainty``) each location's
-        $(\mu_\ell, \Lambda_\ell)$. NaN outside ``cells`` (default: every finite count)."""
-        from jaxssm.forecast import predictive_log_likelihood
-
-        self._single("log_predictive()")
-        x = np.asarray(counts, np.float64)
-        cells = np.isfinite(x) if cells is None else np.asarray(cells, bool) & np.isfinite(x)
-        cov = self.parameter_covariance() if parameter_uncertainty else None
-        value = predictive_log_likelihood(
-            self.params, self.posterior, np.nan_to_num(x), cells, self.panel,
-            num_nodes=num_nodes, parameter_cov=cov,
-        )  # fmt: skip
-        return np.asarray(value)
-
-    def expected_counts(self, *, parameter_uncertainty: bool = False) -> np.ndarray:
-        r"""$E[X_i(\ell)] = E[\lambda_{i\ell}]$ for every cell (N, m), observed or missing, under
-        the Laplace posterior (both emissions have mean $\lambda$)."""
-        from jaxssm.forecast import log_rate_moments
-
-        self._single("expected_counts()")
-        cov = self.parameter_covariance() if parameter_uncertainty else None
-        mean, var = log_rate_moments(self.params, self.posterior, self.panel, cov)
-        return np.asarray(jnp.exp(mean + 0.5 * var))
-
+from jaxssm.result import FitCheck, LaplaceEMResult
 
 # ---------------------------------------------------------------------------------------------
 # Start values and priors
@@ -240,14 +159,14 @@ def initial_params(
 # ---------------------------------------------------------------------------------------------
 # The fit
 
-_posterior_at = jax.jit(e_step, static_argnames="settings")
+_posterior_at = jax.jit(e_step, static_argnames="options")
 
 
-def _e_step_batch(panel, params, f_init, settings):
-    return jax.vmap(lambda p, th, f: e_step(p, th, f, settings))(panel, params, f_init)
+def _e_step_batch(panel, params, f_init, options):
+    return jax.vmap(lambda p, th, f: e_step(p, th, f, options))(panel, params, f_init)
 
 
-_posterior_at_batch = jax.jit(_e_step_batch, static_argnames="settings")
+_posterior_at_batch = jax.jit(_e_step_batch, static_argnames="options")
 
 
 def posterior(
@@ -257,7 +176,7 @@ def posterior(
     mask=None,
     offset=None,
     f_init: jax.Array | None = None,
-    settings: EMSettings = EMSettings(),
+    options: EMOptions = EMOptions(),
 ) -> LaplacePosterior:
     r"""The Laplace posterior $N(\hat f_{1:N}, J^{-1})$ of the latent factors for given
     parameters and counts (e.g. new data, or parameters fitted elsewhere).
@@ -272,7 +191,7 @@ def posterior(
     )
     if f_init is None:
         f_init = jnp.zeros((panel.counts.shape[0], params.num_factors), params.mu.dtype)
-    return _posterior_at(panel, params, f_init, settings=settings)
+    return _posterior_at(panel, params, f_init, options=options)
 
 
 def _status(code: int, newton_status: int) -> str:
@@ -281,36 +200,27 @@ def _status(code: int, newton_status: int) -> str:
     return STOP_NAMES[code]
 
 
+def _stop_messages(code: int, iterations: int) -> list[str]:
+    """What the EM's stop says about convergence: nothing when it converged."""
+    if code == STOP_NON_FINITE:
+        return [
+            "the EM stopped on a non-finite E-step or objective (the last finite parameters "
+            "are returned)"
+        ]
+    if code == STOP_MAX_ITERATIONS:
+        return [
+            f"the EM reached max_iterations ({iterations} iterations) before the objective's "
+            "relative change fell below rtol"
+        ]
+    return []
+
+
 #: A cell whose log predictive density is below this is one the model cannot explain: the fit is
 #: flagged (a sound fit of counts scores a cell at a few nats; -50 is e^-50).
 WORST_CELL = -50.0
 
 
-class FitCheck(NamedTuple):
-    """The checks behind a fit's status (single fits).
-
-    ``newton_status`` of the final E-step; ``worst_cell`` the lowest in-sample log predictive
-    of an observed cell and ``worst_window``, ``worst_location`` where it is;
-    ``cells_below`` how many are below :data:`WORST_CELL`; ``in_sample`` the mean in-sample log
-    predictive per observed cell; ``static_objective`` and ``static_in_sample`` the same for
-    the static model (q = 0, same emission and priors; NaN when not checked); ``problems`` the
-    sentences that made the fit not converged."""
-
-    newton_status: str
-    worst_cell: float
-    worst_window: int
-    worst_location: int
-    cells_below: int
-    in_sample: float
-    objective: float
-    static_objective: float
-    static_in_sample: float
-    problems: tuple[str, ...]
-
-
 def _in_sample(params, posterior, panel) -> np.ndarray:
-    from jaxssm.forecast import log_rate_moments
-
     mean, var = log_rate_moments(params, posterior, panel)
     value = np.asarray(
         emissions.predictive_log_pmf(panel.counts, mean, var, params.log_dispersion, 16)
@@ -384,7 +294,7 @@ def fit_laplace_em(
     priors: Priors = Priors(),
     max_iterations: int = 1000,
     rtol: float = 1e-6,
-    settings: EMSettings = EMSettings(),
+    options: EMOptions = EMOptions(),
     init: tuple[Params, jax.Array] | None = None,
     loop: str = "python",
     progress: bool = False,
@@ -405,9 +315,9 @@ def fit_laplace_em(
         offset: known log-offset $o_{i\ell}$ (e.g. log exposure), broadcastable to counts.
         priors: priors and how the loading scales are set (:class:`~jaxssm.params.Priors`).
         max_iterations: iteration limit (an iteration is a SQUAREM cycle of three EM maps, or
-            one EM map with ``settings.accelerate="none"``).
+            one EM map with ``options.accelerate="none"``).
         rtol: stop when $|\mathcal J_t - \mathcal J_{t-1}| \le$ ``rtol`` $|\mathcal J_t|$.
-        settings: Newton limits and options of one iteration (:class:`~jaxssm.em.EMSettings`).
+        options: Newton limits and options of one iteration (:class:`~jaxssm.em.EMOptions`).
         init: ``(params, f)`` start values (default: :func:`initial_params`).
         loop: ``"python"`` (host loop, progress bar) or ``"jax"`` (one ``lax.while_loop``).
             Batches always use ``"jax"``.
@@ -430,37 +340,37 @@ def fit_laplace_em(
         raise ValueError(f"loop must be 'python' or 'jax', got {loop!r}")
     panel = counts if isinstance(counts, Panel) else make_panel(counts, mask, offset, dtype=dtype)
     if panel.counts.ndim == 3:
-        return _fit_batch(panel, num_factors, emission, priors, max_iterations, rtol, settings)
+        return _fit_batch(panel, num_factors, emission, priors, max_iterations, rtol, options)
     params, f = init if init is not None else initial_params(panel, num_factors, emission)
     if params.emission != emission and init is not None:
         raise ValueError(f"init holds {params.emission} parameters, but emission={emission!r}")
     prior = make_prior(panel, priors, params.num_factors, params.log_dispersion)
     if loop == "jax":
         out = em_loop(
-            panel, params, f, prior, settings=settings, max_iterations=max_iterations, rtol=rtol
+            panel, params, f, prior, options=options, max_iterations=max_iterations, rtol=rtol
         )
         fit = _result(
             panel, out.params, out.posterior,
             np.asarray(out.trace.objective)[: int(out.iterations)],
-            int(out.iterations), int(out.evaluations), int(out.code), out.prior, settings,
+            int(out.iterations), int(out.evaluations), int(out.code), out.prior, options,
             int(out.newton_limit_hits),
         )  # fmt: skip
     else:
-        fit = _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progress)
+        fit = _fit_python(panel, params, f, prior, max_iterations, rtol, options, progress)
     if not check:
         return fit
     static = None
     if fit.num_factors > 0 and fit.converged:
         static = fit_laplace_em(
             panel, 0, emission=emission, priors=priors, max_iterations=max_iterations,
-            rtol=rtol, settings=settings, check=False,
+            rtol=rtol, options=options, check=False,
         )  # fmt: skip
     return with_checks(fit, static)
 
 
 def with_checks(fit: LaplaceEMResult, static: LaplaceEMResult | None = None) -> LaplaceEMResult:
-    """The fit with :func:`check_fit`'s verdict in its status: a fit that fails a check is not
-    ``converged``."""
+    """The fit with :func:`check_fit`'s verdict in its status and messages: a fit that fails a
+    check is not ``converged``."""
     checked = check_fit(fit, static)
     status, converged = fit.status, fit.converged
     if checked.problems and converged:
@@ -468,41 +378,42 @@ def with_checks(fit: LaplaceEMResult, static: LaplaceEMResult | None = None) -> 
         converged = False
     elif checked.problems:
         status = status + "; " + "; ".join(checked.problems)
-    return fit._replace(status=status, converged=converged, check=checked)
+    messages = [*fit.messages, *checked.problems]
+    return fit._replace(status=status, converged=converged, check=checked, messages=messages)
 
 
-def _limit_note(hits: int, settings: EMSettings) -> str:
+def _limit_note(hits: int, options: EMOptions) -> str:
     if not hits:
         return ""
     return (
         f"; note: {hits} E-step(s) during the fit stopped at the Newton step limit "
-        f"(max_newton_steps={settings.max_newton_steps}; the EM continued from where they stopped)"
+        f"(max_newton_steps={options.max_newton_steps}; the EM continued from where they stopped)"
     )
 
 
 def _result(
-    panel, params, posterior, objective, iterations, evaluations, code, prior, settings, hits=0
+    panel, params, posterior, objective, iterations, evaluations, code, prior, options, hits=0
 ):
     status = (
         _status(code, int(posterior.status))
         + describe(concentrated_components(params, posterior))
-        + _limit_note(hits, settings)
+        + _limit_note(hits, options)
     )
     if code == STOP_NON_FINITE:
         warnings.warn(f"Laplace-EM stopped: {status}", RuntimeWarning, stacklevel=4)
     converged = code in (STOP_CONVERGED, STOP_PEAKED)
     return LaplaceEMResult(
-        params, posterior, objective, bool(converged), iterations, status, panel, prior, settings,
-        evaluations, None, hits,
+        params, posterior, objective, bool(converged), iterations, status, panel, prior, options,
+        evaluations, None, hits, _stop_messages(code, iterations),
     )  # fmt: skip
 
 
-def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progress):
+def _fit_python(panel, params, f, prior, max_iterations, rtol, options, progress):
     trace: list[float] = []
     best = None
     best_objective, previous, below, hits = -math.inf, math.nan, 0, 0
-    step_max = jnp.asarray(settings.max_step_length, panel.counts.dtype)
-    per = 3 if settings.accelerate == "squarem" else 1
+    step_max = jnp.asarray(options.max_step_length, panel.counts.dtype)
+    per = 3 if options.accelerate == "squarem" else 1
     code = STOP_MAX_ITERATIONS
     bar = None
     if progress:
@@ -511,7 +422,7 @@ def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progres
         bar = tqdm(total=max_iterations, desc=f"Laplace-EM q={params.num_factors}", unit="it")
     try:
         for _ in range(max_iterations):
-            cycle = loop_step_jit(panel, params, f, prior, settings=settings, step_max=step_max)
+            cycle = loop_step_jit(panel, params, f, prior, options=options, step_max=step_max)
             objective = float(cycle.objective)
             hits += int(cycle.newton_limit_hits)
             trace.append(objective)
@@ -532,16 +443,16 @@ def _fit_python(panel, params, f, prior, max_iterations, rtol, settings, progres
         if bar is not None:
             bar.close()
     if best is None:  # not even the start values were finite
-        best = (params, prior, _posterior_at(panel, params, f, settings=settings))
+        best = (params, prior, _posterior_at(panel, params, f, options=options))
     params, prior, posterior = best
     return _result(
         panel, params, posterior, np.asarray(trace), len(trace), per * len(trace), code, prior,
-        settings, hits,
+        options, hits,
     )  # fmt: skip
 
 
 def _fit_batch(
-    panel, num_factors, emission, priors, max_iterations, rtol, settings
+    panel, num_factors, emission, priors, max_iterations, rtol, options
 ) -> LaplaceEMResult:
     B = panel.counts.shape[0]
     singles = [Panel(*(a[b] for a in panel)) for b in range(B)]
@@ -555,7 +466,7 @@ def _fit_batch(
     f = stack([s[1] for s in starts])
     prior = stack(priors_b)
     out = em_loop_batch(
-        panel, params, f, prior, settings=settings, max_iterations=max_iterations, rtol=rtol
+        panel, params, f, prior, options=options, max_iterations=max_iterations, rtol=rtol
     )
     params, posterior = out.params, out.posterior
     objective = np.asarray(out.trace.objective)
@@ -575,6 +486,7 @@ def _fit_batch(
             stacklevel=3,
         )
     return LaplaceEMResult(
-        params, posterior, objective, converged, iterations, status, panel, out.prior, settings,
+        params, posterior, objective, converged, iterations, status, panel, out.prior, options,
         np.asarray(out.evaluations), None, np.asarray(out.newton_limit_hits),
+        [_stop_messages(int(c), int(n)) for c, n in zip(codes, iterations, strict=True)],
     )  # fmt: skip

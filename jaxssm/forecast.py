@@ -1,5 +1,5 @@
-r"""Uses of a fit: expected rates, posterior draws, forecasts, imputation, held-out predictive
-likelihood and the choice of the number of factors q and of the emission.
+r"""Uses of a fit: expected rates, posterior draws, forecasts, imputation and the held-out
+predictive likelihood (the choice of q and of the emission by it is :mod:`jaxssm.selection`).
 
 Under the Laplace posterior $f_{1:N} \sim N(\hat f, \hat V)$ the log-rate of a cell is Gaussian,
 $\eta_{i\ell} \sim N(o_{i\ell} + \mu_\ell + \Lambda_\ell^\top \hat f_i,\
@@ -17,13 +17,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from jaxssm import block_tridiag as bt
 from jaxssm import cyclic_reduction as cr
-from jaxssm import emissions
+from jaxssm import emissions, small_linalg
 from jaxssm.laplace import LaplacePosterior
-from jaxssm.params import Panel, Params, Priors, make_panel
+from jaxssm.params import Panel, Params
 
 
 def _offset_like(params: Params, posterior: LaplacePosterior, offset) -> jax.Array:
@@ -41,7 +40,7 @@ def log_rate_moments(params: Params, posterior: LaplacePosterior, offset=None, p
     both (N, m). ``offset`` is the fit's :class:`~jaxssm.params.Panel` or an offset array.
 
     With ``parameter_cov`` (m, q+1, q+1) — the fit's
-    :meth:`~jaxssm.fit.LaplaceEMResult.parameter_covariance` — the variance also carries the
+    :meth:`~jaxssm.result.LaplaceEMResult.parameter_covariance` — the variance also carries the
     uncertainty of $(\mu_\ell, \Lambda_\ell)$, taken independent of $f$:
     $+\, z_i^\top C_\ell z_i + \mathrm{tr}(C_\ell^{\Lambda\Lambda} \hat V_{ii})$,
     $z_i = (1, \hat f_i)$ — exactly the variance of $\mu_\ell + \Lambda_\ell^\top f_i$ under the
@@ -86,8 +85,6 @@ def _draw_parameters(key, params: Params, parameter_cov, num_draws: int):
     from them subtract :func:`parameter_shift` (mean-preserving; see :func:`log_rate_moments`)."""
     if parameter_cov is None:
         return params.mu[None], params.Lambda[None]
-    from jaxssm import small_linalg
-
     chol = small_linalg.cholesky(parameter_cov)  # (m, q+1, q+1)
     z = jax.random.normal(key, (num_draws, *params.mu.shape, chol.shape[-1]), params.mu.dtype)
     theta = jnp.concatenate([params.mu[:, None], params.Lambda], axis=1)
@@ -229,147 +226,9 @@ def predictive_log_likelihood(
     \mathrm{Var}\,\eta_{i\ell})\, d\eta$ per held-out cell by Gauss-Hermite quadrature, $p$ the
     fit's emission; NaN where ``heldout_mask`` is False. (N, m). ``offset``: the fit's
     :class:`~jaxssm.params.Panel` or its offset array (a fit's own
-    :meth:`~jaxssm.fit.LaplaceEMResult.log_predictive` passes both for you).
+    :meth:`~jaxssm.result.LaplaceEMResult.log_predictive` passes both for you).
     ``parameter_cov``: see :func:`log_rate_moments`."""
     mean, var = log_rate_moments(params, posterior, offset, parameter_cov)
     x = jnp.nan_to_num(jnp.asarray(counts, mean.dtype))
     value = emissions.predictive_log_pmf(x, mean, var, params.log_dispersion, num_nodes)
     return jnp.where(jnp.asarray(heldout_mask), value, jnp.nan)
-
-
-class FactorSelection(NamedTuple):
-    r"""The choice of q and the emission by held-out cells.
-
-    ``table``: one row per candidate (``num_factors``, ``emission``) with the mean held-out log
-    predictive per cell, its standard error, the number of held-out cells below a log
-    predictive of -50 and the worst one, the MAP-EM objective and the Laplace approximation of
-    $\log p(X \mid \hat\theta)$ on the training cells, iterations and the fits' status;
-    ``best``: the q with the highest held-out log predictive and ``best_emission`` its emission;
-    ``heldout``: the (N, m) held-out mask; ``cell_loglik``: (candidates, held-out cells) the log
-    predictive of each held-out cell under each candidate, rows in the table's order (for paired
-    comparisons)."""
-
-    table: pd.DataFrame
-    best: int
-    heldout: np.ndarray
-    cell_loglik: np.ndarray | None = None
-    best_emission: str = "poisson"
-
-    def _row(self, q: int, emission: str | None) -> int:
-        emission = emission or self.best_emission
-        rows = self.table.index[
-            (self.table["num_factors"] == q) & (self.table["emission"] == emission)
-        ]
-        if len(rows) == 0:
-            raise KeyError(f"no candidate with q = {q} and emission {emission!r}")
-        return int(self.table.index.get_loc(rows[0]))
-
-    def difference(
-        self, q: int, baseline: int = 0, *, emission: str | None = None,
-        baseline_emission: str | None = None,
-    ) -> tuple[float, float]:  # fmt: skip
-        """Mean held-out log predictive per cell of (q, emission) minus (``baseline``,
-        ``baseline_emission``) (emissions default to the chosen one), and its paired standard
-        error (the same cells under both)."""
-        d = (
-            self.cell_loglik[self._row(q, emission)]
-            - self.cell_loglik[self._row(baseline, baseline_emission)]
-        )
-        return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
-
-
-def holdout_cells(key: jax.Array, mask: np.ndarray, fraction: float) -> np.ndarray:
-    """A random ``fraction`` of the observed cells, as a boolean (N, m) mask."""
-    u = np.asarray(jax.random.uniform(key, mask.shape))
-    return np.asarray(mask) & (u < fraction)
-
-
-def select_num_factors(
-    key: jax.Array,
-    counts,
-    candidates=(0, 1, 2, 3),
-    *,
-    emissions: tuple[str, ...] = ("poisson", "negbin"),
-    mask=None,
-    offset=None,
-    holdout_fraction: float = 0.1,
-    folds: int = 1,
-    priors: Priors = Priors(),
-    parameter_uncertainty: bool = True,
-    **fit_options,
-) -> FactorSelection:
-    """Choose q and the emission by the predictive log-likelihood of randomly held-out observed
-    cells.
-
-    Every pair of ``candidates`` (numbers of factors) and ``emissions`` (``"poisson"``,
-    ``"negbin"``) is fitted on the training cells and scored on the held-out ones. q = 0 is the
-    static model $\\log\\lambda_{i\\ell} = o_{i\\ell} + \\mu_\\ell$ (with a per-window exposure
-    offset: fixed proportions, time-varying total), so the chosen model is never worse on
-    held-out cells than the static one by this criterion. With ``parameter_uncertainty`` the
-    predictive distribution of a cell integrates over $(\\mu_\\ell, \\Lambda_\\ell)$ as well
-    (:meth:`~jaxssm.fit.LaplaceEMResult.parameter_covariance`), which matters for rare locations.
-
-    ``folds = 1`` holds out ``holdout_fraction`` of the observed cells once; ``folds = K > 1``
-    is K-fold cross-validation: the observed cells are split at random into K parts, each held
-    out in turn (K fits per candidate, every cell scored once: more power to see dynamics on
-    sparse panels, where one 10% hold-out leaves few informative cells). The table's training
-    columns are then means over folds.
-    """
-    from jaxssm.emissions import check_emission
-    from jaxssm.fit import WORST_CELL, fit_laplace_em
-
-    for emission in emissions:
-        check_emission(emission)
-    panel = make_panel(counts, mask, offset)
-    observed = np.asarray(panel.mask)
-    if folds > 1:
-        u = np.asarray(jax.random.uniform(key, observed.shape))
-        fold_of = np.minimum((u * folds).astype(int), folds - 1)
-        parts = [observed & (fold_of == k) for k in range(folds)]
-        heldout = observed.copy()
-    else:
-        heldout = holdout_cells(key, observed, holdout_fraction)
-        parts = [heldout]
-    x = np.where(observed, np.asarray(panel.counts), np.nan)
-    rows, cells = [], []
-    for emission in emissions:
-        for q in candidates:
-            per_fold, fits = [], []
-            for part in parts:
-                fit = fit_laplace_em(
-                    x,
-                    q,
-                    emission=emission,
-                    mask=observed & ~part,
-                    offset=np.asarray(panel.offset),
-                    priors=priors,
-                    check=False,
-                    **fit_options,
-                )
-                scores = fit.log_predictive(x, part, parameter_uncertainty=parameter_uncertainty)
-                per_fold.append(scores[part])
-                fits.append(fit)
-            cell = np.concatenate(per_fold)
-            cell = np.where(np.isfinite(cell), cell, -np.inf)
-            cells.append(cell)
-            rows.append(
-                {
-                    "num_factors": q,
-                    "emission": emission,
-                    "heldout_loglik_per_cell": float(cell.mean()),
-                    "heldout_loglik_se": float(cell.std(ddof=1) / np.sqrt(cell.size))
-                    if np.isfinite(cell).all()
-                    else float("nan"),
-                    "heldout_cells_below_-50": int(np.sum(cell < WORST_CELL)),
-                    "heldout_worst_cell": float(cell.min()),
-                    "train_objective": float(np.mean([f.objective[-1] for f in fits])),
-                    "train_laplace_loglik": float(np.mean([f.posterior.objective for f in fits])),
-                    "iterations": int(np.mean([f.num_iterations for f in fits])),
-                    "status": "; ".join(dict.fromkeys(f.status for f in fits)),
-                }
-            )
-    table = pd.DataFrame(rows)
-    best_row = table.loc[table["heldout_loglik_per_cell"].idxmax()]
-    return FactorSelection(
-        table, int(best_row["num_factors"]), heldout, np.stack(cells), str(best_row["emission"])
-    )

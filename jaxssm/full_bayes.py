@@ -215,7 +215,7 @@ def sample_full_posterior(
 
     Args:
         key: PRNG key.
-        fit: a single :class:`~jaxssm.fit.LaplaceEMResult` (its panel, priors, start values;
+        fit: a single :class:`~jaxssm.result.LaplaceEMResult` (its panel, priors, start values;
             its $a_1, P_1, Q$ stay fixed).
         num_warmup, num_samples: per chain.
         num_chains: chains (R-hat needs 2+).

@@ -424,7 +424,9 @@ def spectral_radius(A: jax.Array, squarings: int = 12) -> jax.Array:
     return jnp.exp(log_norm / 2.0**squarings)
 
 
-def _bound_measure(Phi: jax.Array, bound: str) -> jax.Array:
+def transition_size(Phi: jax.Array, bound: str) -> jax.Array:
+    """The size of $\\Phi$ that ``max_norm`` bounds: its largest singular value (``bound="norm"``)
+    or its spectral radius (``"radius"``)."""
     if bound == "norm":
         return jnp.linalg.norm(Phi, ord=2)  # largest singular value
     return spectral_radius(Phi)
@@ -457,11 +459,11 @@ def update_transition(
     target = jnp.linalg.solve(S00 + ridge, S10.T).T
     current = params.Phi
     # start inside the bound (start values or a changed bound may lie outside it)
-    current = current * jnp.minimum(1.0, max_norm / jnp.maximum(_bound_measure(current, bound),
+    current = current * jnp.minimum(1.0, max_norm / jnp.maximum(transition_size(current, bound),
                                                                  1e-30))  # fmt: skip
 
     def radius_at(t):
-        return _bound_measure(current + t * (target - current), bound)
+        return transition_size(current + t * (target - current), bound)
 
     def bisect(_, bounds):
         lo, hi = bounds

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from jaxssm.errors import DataError
 from jaxssm.types import CellMask, Counts, Loadings, Locations, Offset, Square, Vector
 
 
@@ -143,10 +144,6 @@ class MStepPrior(NamedTuple):
     dispersion_precision: jnp.ndarray
 
 
-class DataError(ValueError):
-    """Counts that cannot be fitted; the message names the window (row) and location (column)."""
-
-
 def make_panel(
     counts,
     mask=None,
@@ -168,7 +165,8 @@ def make_panel(
 
     Raises:
         DataError: a negative, non-integer or infinite observed count, or a non-finite offset;
-            the message names the window (row) and the location (column).
+            the message (and the error's ``row`` and ``column``) names the window (row) and the
+            location (column).
     """
     frame_columns = getattr(counts, "columns", None)
     if columns is None and frame_columns is not None:
@@ -182,17 +180,23 @@ def make_panel(
     bad = observed & (~np.isfinite(x) | (x < 0) | (np.abs(x - np.round(x)) > 1e-9))
     if bad.any():
         where = np.argwhere(bad)[0]
-        col = where[-1] if columns is None else columns[where[-1]]
+        col = int(where[-1]) if columns is None else columns[where[-1]]
         batch = f"panel {where[0]}, " if x.ndim == 3 else ""
         raise DataError(
             f"{name}: {batch}window (row) {where[-2]}, location (column) {col!r}: count "
-            f"{x[tuple(where)]!r} is not a non-negative integer ({int(bad.sum())} such cells)"
+            f"{x[tuple(where)]!r} is not a non-negative integer ({int(bad.sum())} such cells)",
+            row=int(where[-2]),
+            column=col,
         )
     o = np.zeros_like(x) if offset is None else np.broadcast_to(np.asarray(offset, float), x.shape)
     bad = observed & ~np.isfinite(o)
     if bad.any():
         where = np.argwhere(bad)[0]
-        raise DataError(f"{name}: offset at window {where[-2]}, location {where[-1]} is not finite")
+        raise DataError(
+            f"{name}: offset at window {where[-2]}, location {where[-1]} is not finite",
+            row=int(where[-2]),
+            column=int(where[-1]),
+        )
     dtype = dtype or jnp.zeros(()).dtype
     return Panel(
         counts=jnp.asarray(np.where(observed, x, 0.0), dtype),

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jaxssm.fit import LaplaceEMResult
 from jaxssm.forecast import Forecast, expected_rates, log_rate_moments
+from jaxssm.result import LaplaceEMResult
 
 
 def _plt():

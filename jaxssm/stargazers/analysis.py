@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from jaxssm.drift import DriftTest, drift_test, format_p
-from jaxssm.fit import LaplaceEMResult, fit_laplace_em
-from jaxssm.forecast import FactorSelection, select_num_factors
+from jaxssm.fit import fit_laplace_em
 from jaxssm.locations import LocationNormalizer, country_name, default_gazetteer
+from jaxssm.result import LaplaceEMResult
+from jaxssm.selection import FactorSelection, select_num_factors
 from jaxssm.stargazers.homogeneity import HomogeneityTest, homogeneity_test
 from jaxssm.stargazers.imputation import (
     LocationImputation,

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxssm.fit import LaplaceEMResult
 from jaxssm.forecast import _draw_parameters, forecast, parameter_shift, sample_posterior
+from jaxssm.result import LaplaceEMResult
 
 
 def membership(

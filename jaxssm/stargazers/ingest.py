@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from jaxssm.errors import DataError
 from jaxssm.locations.table import LocationTableError, read_table
-from jaxssm.params import DataError
 
 USER_NAMES = ("user", "login", "username", "user_login", "stargazer")
 TIME_NAMES = ("starred_at", "starredat", "starred", "date", "timestamp", "time")

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from jaxssm.params import DataError
+from jaxssm.errors import DataError
 
 _MONTHS = re.compile(r"^\s*(\d*)\s*(MS|ME|M|months?|mo)\s*$", re.IGNORECASE)
 _QUARTERS = re.compile(r"^\s*(\d*)\s*(QS|QE|Q|quarters?)\s*$", re.IGNORECASE)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from test_block_tridiag import random_spd_blocks
 
-from jaxssm import EMSettings, fit_laplace_em, random_params, sample_posterior, simulate_panel
+from jaxssm import EMOptions, fit_laplace_em, random_params, sample_posterior, simulate_panel
 from jaxssm import block_tridiag as bt
 from jaxssm import cyclic_reduction as cr
 from jaxssm.em import e_step
@@ -128,8 +128,8 @@ def sim():
 
 def test_laplace_em_is_the_same_with_the_parallel_solver(sim):
     def fit(solver):
-        settings = EMSettings(linear_solver=solver, **EXACT)
-        return fit_laplace_em(sim.counts, Q, max_iterations=6, rtol=1e-12, settings=settings)
+        options = EMOptions(linear_solver=solver, **EXACT)
+        return fit_laplace_em(sim.counts, Q, max_iterations=6, rtol=1e-12, options=options)
 
     sequential, parallel = fit("sequential"), fit("parallel")
     assert isinstance(parallel.posterior.chol, cr.CyclicReductionFactor)
@@ -156,8 +156,8 @@ def test_unknown_solver_is_a_value_error(sim):
 
     panel = make_panel(sim.counts)
     params, f = initial_params(panel, Q)
-    settings = EMSettings(linear_solver="gpu")
+    options = EMOptions(linear_solver="gpu")
     with pytest.raises(ValueError, match="linear_solver must be one of"):
-        e_step(panel, params, f, settings)
+        e_step(panel, params, f, options)
     with pytest.raises(ValueError, match="linear_solver must be one of"):
-        jax.jit(e_step, static_argnames="settings")(panel, params, f, settings=settings)
+        jax.jit(e_step, static_argnames="options")(panel, params, f, options=options)

@@ -9,7 +9,7 @@ import pytest
 from jaxrev.compile_cache import CompileCounter
 from jaxssm import (
     DataError,
-    EMSettings,
+    EMOptions,
     Priors,
     expected_rates,
     fit_laplace_em,
@@ -21,7 +21,7 @@ from jaxssm.fit import initial_params
 
 M, Q = 30, 2
 FIXED = Priors(loadings="fixed")
-PLAIN = EMSettings(accelerate="none")
+PLAIN = EMOptions(accelerate="none")
 
 
 def canonical_correlations(a, b):
@@ -51,7 +51,7 @@ def fits(truth):
 
 def test_plain_em_with_a_fixed_prior_never_decreases_the_objective(truth):
     sim = simulate_panel(1, truth, 40)
-    fit = fit_laplace_em(sim.counts, Q, priors=FIXED, settings=PLAIN, check=False)
+    fit = fit_laplace_em(sim.counts, Q, priors=FIXED, options=PLAIN, check=False)
     assert fit.converged and fit.status.startswith("converged"), fit.status
     steps = np.diff(fit.objective)
     # Laplace-EM is not guaranteed monotone; allow rounding-level decreases only
@@ -70,9 +70,7 @@ def test_default_fit_returns_its_best_iterate(fits):
         assert fit.converged, fit.status
         # the reported parameters are the best point the loop evaluated: the objective there
         # is the largest in the trace (SQUAREM cycles report their last evaluation)
-        at_fit = em_step(
-            fit.panel, fit.params, fit.posterior.mean, fit.prior, settings=fit.settings
-        )
+        at_fit = em_step(fit.panel, fit.params, fit.posterior.mean, fit.prior, options=fit.options)
         assert float(at_fit.objective) >= fit.objective.max() - 1e-6 * abs(fit.objective.max())
         assert fit.objective.max() > fit.objective[0]
 
@@ -124,6 +122,8 @@ def test_jax_loop_equals_python_loop_and_batch_equals_singles(truth):
         np.testing.assert_allclose(batch.posterior.mean[b], single.posterior.mean, atol=1e-9)
         assert batch.num_iterations[b] == single.num_iterations
         assert batch.status[b] == single.status
+        assert list(batch.messages[b]) == list(single.messages)
+        assert bool(batch.converged[b]) == (not batch.messages[b])
 
 
 def test_second_fit_of_the_same_shapes_does_not_recompile(truth, fits):
@@ -211,13 +211,13 @@ def test_bad_counts_name_the_window_and_location():
 def test_dense_reference_em_takes_the_same_steps(truth):
     """The seed's approach (dense Hessian and inverse) and the structured E-step give the same
     EM iterates."""
-    from jaxssm import EMSettings
+    from jaxssm import EMOptions
 
     sim = simulate_panel(51, truth, 40)
     # Newton to machine precision in both, so the iterates can be compared tightly
     exact = dict(newton_tol=1e-18, max_newton_steps=30)
     structured = fit_laplace_em(
-        sim.counts, Q, loop="jax", max_iterations=8, rtol=1e-12, settings=EMSettings(**exact)
+        sim.counts, Q, loop="jax", max_iterations=8, rtol=1e-12, options=EMOptions(**exact)
     )
     dense = fit_laplace_em(
         sim.counts,
@@ -225,7 +225,7 @@ def test_dense_reference_em_takes_the_same_steps(truth):
         loop="jax",
         max_iterations=8,
         rtol=1e-12,
-        settings=EMSettings(dense_reference=True, **exact),
+        options=EMOptions(dense_reference=True, **exact),
     )
     np.testing.assert_allclose(dense.objective, structured.objective, rtol=1e-9)
     np.testing.assert_allclose(dense.params.Lambda, structured.params.Lambda, atol=1e-7)

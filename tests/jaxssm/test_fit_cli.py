@@ -19,6 +19,7 @@ import pytest
 
 import jaxssm
 from jaxssm.cli import main
+from jaxssm.fitting import run as fit_run
 
 N, M = 20, 8
 WINDOWS = [f"2021-{i:02d}" if i <= 12 else f"2022-{i - 12:02d}" for i in range(1, N + 1)]
@@ -212,7 +213,7 @@ def test_interrupted_run_keeps_what_was_written_in_float64(q1_run, panel, monkey
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(jaxssm, "impute", interrupt)
+    monkeypatch.setattr(fit_run, "impute", interrupt)
     argv = [a if a != str(q1_run["out"]) else str(out) for a in q1_run["argv"]] + ["--quiet"]
     with jax.enable_x64(False):
         code, _, stderr = _run(argv)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from jaxssm import (
-    EMSettings,
+    EMOptions,
     fit_laplace_em,
     make_panel,
     random_params,
@@ -136,7 +136,7 @@ def test_full_bayes_density_is_the_negative_binomial(fits):
     assert got == pytest.approx(loglik + rest + prior, rel=1e-9)
 
 
-def test_start_values_and_settings_errors(data):
+def test_start_values_and_options_errors(data):
     _, _, train = data
     panel = make_panel(train)
     params, _ = initial_params(panel, Q, "negbin")
@@ -146,4 +146,92 @@ def test_start_values_and_settings_errors(data):
     with pytest.raises(ValueError, match="emission must be one of"):
         fit_laplace_em(train, Q, emission="gaussian")
     with pytest.raises(ValueError, match="accelerate must be one of"):
-        fit_laplace_em(train, Q, settings=EMSettings(accelerate="anderson"), check=False)
+        fit_laplace_em(train, Q, options=EMOptions(accelerate="anderson"), check=False)
+
+
+def test_messages_are_empty_exactly_when_converged(data, fits):
+    negbin, poisson = fits["negbin"], fits["poisson"]
+    assert negbin.converged and list(negbin.messages) == []
+    # the Poisson fit fails the cell check: one message per failed check
+    assert not poisson.converged and list(poisson.messages) == list(poisson.check.problems)
+    assert any("below -50" in m for m in poisson.messages)
+    _, _, train = data
+    stopped = fit_laplace_em(train, Q, emission="negbin", max_iterations=1, check=False)
+    assert not stopped.converged and stopped.status.startswith("max_iterations")
+    assert len(stopped.messages) == 1 and "max_iterations" in stopped.messages[0]
+
+
+def test_summary_has_a_row_per_location_and_the_fit_in_attrs(data, fits):
+    _, _, train = data
+    fit = fits["negbin"]
+    names = [f"loc{j}" for j in range(M)]
+    table = fit.summary(names)
+    assert list(table.columns) == [
+        "location", "mu", "loading_1", "dispersion", "observed_cells", "observed_mean",
+    ]  # fmt: skip
+    assert list(table["location"]) == names
+    np.testing.assert_array_equal(table["mu"], np.asarray(fit.params.mu))
+    np.testing.assert_array_equal(table["loading_1"], np.asarray(fit.params.Lambda)[:, 0])
+    np.testing.assert_array_equal(
+        table["dispersion"], np.exp(np.asarray(fit.params.log_dispersion))
+    )
+    np.testing.assert_array_equal(table["observed_cells"], np.isfinite(train).sum(0))
+    np.testing.assert_allclose(table["observed_mean"], np.nanmean(train, axis=0), rtol=1e-12)
+    figures = table.attrs["fit"]
+    assert figures == {**fit.figures(), "messages": []}
+    assert (figures["num_factors"], figures["emission"], figures["converged"]) == (
+        Q, "negbin", True,
+    )  # fmt: skip
+    assert figures["iterations"] == fit.num_iterations
+    assert figures["objective"] == float(fit.objective[-1])
+    poisson = fits["poisson"].summary()
+    assert list(poisson["location"]) == list(range(M)) and poisson["dispersion"].isna().all()
+    assert poisson.attrs["fit"]["messages"] == list(fits["poisson"].messages)
+
+
+def test_save_round_trips_the_parameters_exactly(fits, tmp_path):
+    import json
+
+    import pandas as pd
+
+    fit = fits["negbin"]
+    names = [f"loc{j}" for j in range(M)]
+    folder = tmp_path / "fit"
+    written = fit.save(folder, locations=names)
+    read = lambda name: pd.read_csv(folder / name)  # noqa: E731
+    as64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+    factors = [f"factor_{k + 1}" for k in range(Q)]
+    mu = read("params/mu.csv")
+    assert list(mu["location"]) == names
+    np.testing.assert_array_equal(mu["mu"].to_numpy(), as64(fit.params.mu))
+    np.testing.assert_array_equal(
+        mu["dispersion"].to_numpy(), np.exp(as64(fit.params.log_dispersion))
+    )
+    loadings = read("params/loadings.csv")
+    assert list(loadings["location"]) == names
+    np.testing.assert_array_equal(loadings[factors].to_numpy(), as64(fit.params.Lambda))
+    for name, value in (("transition", fit.params.Phi), ("innovation", fit.params.Q)):
+        table = read(f"params/{name}.csv")
+        assert list(table["factor"]) == factors
+        np.testing.assert_array_equal(table[factors].to_numpy(), as64(value))
+    initial = read("params/initial_state.csv")
+    np.testing.assert_array_equal(initial["mean"].to_numpy(), as64(fit.params.a1))
+    np.testing.assert_array_equal(initial[factors].to_numpy(), as64(fit.params.P1))
+    f = read("factors.csv")
+    assert list(f["window"]) == list(range(N))
+    np.testing.assert_array_equal(f[factors].to_numpy(), as64(fit.posterior.mean))
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary == {
+        "format": 1, **fit.figures(), "messages": [], "num_windows": N, "num_locations": M,
+        "files": [n for n in written if n != "summary.json"],
+    }  # fmt: skip
+    assert set(written) == {*summary["files"], "summary.json"}
+    # an existing folder: the fit's files are replaced, other files kept, no temporary left
+    (folder / "notes.txt").write_text("kept")
+    poisson = fits["poisson"]
+    poisson.save(folder)
+    assert (folder / "notes.txt").read_text() == "kept"
+    assert read("params/mu.csv")["dispersion"].isna().all()
+    again = json.loads((folder / "summary.json").read_text())
+    assert again["converged"] is False and again["messages"] == list(poisson.messages)
+    assert [p.name for p in tmp_path.iterdir()] == ["fit"]
