@@ -402,10 +402,11 @@ def _print_fit(result) -> None:
 
 
 def _number(value: float) -> str:
-    """A table cell: 4 significant digits, at least 2 decimals below 1000 (no float noise)."""
+    """A table cell without float noise: 2 decimals, 2 significant digits below 0.01, none from
+    1000 up (``886.16``, not ``886.159973``)."""
     if abs(value) >= 1000:
         return f"{value:,.0f}"
-    return f"{value:.4g}" if abs(value) < 0.01 else f"{value:.2f}"
+    return f"{value:.2g}" if 0 < abs(value) < 0.01 else f"{value:.2f}"
 
 
 # ---- batch -----------------------------------------------------------------------------------

@@ -175,7 +175,12 @@ def nuts_diagnostics(
         found.append(Message("rhat", f"R-hat {details['max_rhat']:.3f} > {rhat_max} ({worst})"))
     ess = min(details["min_ess_bulk"], details["min_ess_tail"])
     if ess < min_ess:
-        found.append(Message("ess", f"ESS {ess:.0f} < {min_ess:.0f}: run more samples"))
+        found.append(
+            Message(
+                "ess",
+                f"ESS {ess:.0f} < {min_ess:.0f}: run more samples (CLI: --num-samples)",
+            )
+        )
     if num_divergent:
         found.append(
             Message(

@@ -158,8 +158,10 @@ def parse_csv_text(text: str, name: str, sep: str) -> pd.DataFrame:
             line, column = locate(text, found.start(), header, sep)
             raise InputFileError(name, what, line=line, column=column)
     try:
-        return pd.read_csv(
-            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[]
+        # header=None: the parser then refuses a row longer than the header (with a header it
+        # would silently take the first column as the index).
+        rows = pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[], header=None
         )
     except pd.errors.EmptyDataError:
         raise InputFileError(name, "empty file (no header row)") from None
@@ -168,6 +170,10 @@ def parse_csv_text(text: str, name: str, sep: str) -> pd.DataFrame:
         match = re.search(r"line (\d+)", message)
         line = int(match.group(1)) if match else None
         raise InputFileError(name, f"malformed CSV: {message}", line=line) from None
+    names = [h if isinstance(h, str) and h else f"Unnamed: {k}" for k, h in enumerate(rows.iloc[0])]
+    table = rows.iloc[1:].reset_index(drop=True)
+    table.columns = names
+    return table
 
 
 __all__ = ["check_header", "decode_text", "locate", "parse_csv_text", "read_table"]
