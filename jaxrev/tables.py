@@ -31,6 +31,10 @@ DECOMPRESS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decomp
 BARE_CR = re.compile(r"\r(?!\n)")
 
 
+class MalformedCSVError(InputFileError, pd.errors.ParserError):
+    """A row with more fields than the header, or another CSV syntax error."""
+
+
 def read_table(
     source: pd.DataFrame | str | Path, name: str | None = None
 ) -> tuple[pd.DataFrame, str, bool]:
@@ -169,11 +173,18 @@ def parse_csv_text(text: str, name: str, sep: str) -> pd.DataFrame:
         message = str(err).strip().splitlines()[-1]
         match = re.search(r"line (\d+)", message)
         line = int(match.group(1)) if match else None
-        raise InputFileError(name, f"malformed CSV: {message}", line=line) from None
+        raise MalformedCSVError(name, f"malformed CSV: {message}", line=line) from None
     names = [h if isinstance(h, str) and h else f"Unnamed: {k}" for k, h in enumerate(rows.iloc[0])]
     table = rows.iloc[1:].reset_index(drop=True)
     table.columns = names
     return table
 
 
-__all__ = ["check_header", "decode_text", "locate", "parse_csv_text", "read_table"]
+__all__ = [
+    "MalformedCSVError",
+    "check_header",
+    "decode_text",
+    "locate",
+    "parse_csv_text",
+    "read_table",
+]

@@ -49,7 +49,7 @@ def test_bad_files_give_a_named_error(tmp_path, name):
 
 
 def test_missing_and_unreadable_files(tmp_path, monkeypatch):
-    with pytest.raises(MissingFileError, match="nope.csv: no such file"):
+    with pytest.raises(MissingFileError, match=r"nope\.csv: no such file"):
         read_table(tmp_path / "nope.csv")
     assert issubclass(MissingFileError, FileNotFoundError)
     path = tmp_path / "locked.csv"
@@ -59,7 +59,7 @@ def test_missing_and_unreadable_files(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr("jaxrev.tables.open", denied, raising=False)
-    with pytest.raises(InputFileError, match="locked.csv: cannot read it: permission denied"):
+    with pytest.raises(InputFileError, match=r"locked\.csv: cannot read it: permission denied"):
         read_table(path)
 
 
@@ -84,7 +84,7 @@ def test_good_files_read_as_before(tmp_path):
 
 
 def test_dataframes_are_checked_and_bundled_data_is_named():
-    with pytest.raises(InputFileError, match="<DataFrame>, line 1: .*'revenue' 2 times"):
+    with pytest.raises(InputFileError, match=r"<DataFrame>, line 1: .*'revenue' 2 times"):
         read_table(pd.DataFrame([[1, 2]], columns=["revenue", "revenue"]))
     data = load_revenue_data(load_bundled("simulated_account"), name="bundled:simulated_account")
     assert str(data.report).startswith("bundled:simulated_account: ")
