@@ -332,6 +332,7 @@ def _fit(args) -> int:
         return _error(refused)
     _cpu_devices_for_chains(args)
     from jaxrev.data import Columns
+    from jaxrev.files import make_dir
 
     columns = Columns(
         adset=args.adset_col,
@@ -345,6 +346,7 @@ def _fit(args) -> int:
     if data is None:
         return status
     print(data.report)
+    make_dir(args.out)  # before fitting: a folder that cannot be written fails fast
     print(
         f"{data.num_observations} observations, {data.num_adsets} ad sets, "
         f"{data.num_campaigns} campaigns; fitting {args.model} with {args.method}...",
@@ -535,6 +537,7 @@ def _compare(args) -> int:
     from jaxrev.checks import time_split
     from jaxrev.compare import compare_models, write_comparison
     from jaxrev.data import Columns
+    from jaxrev.files import make_dir
 
     data, status = _load_data(args, Columns(time=args.time_col))
     if data is None:
@@ -543,6 +546,7 @@ def _compare(args) -> int:
         time_split(data, args.split)
     except ValueError as err:
         return _error(str(err))
+    make_dir(args.out)
     options = {}
     if args.method == "nuts":
         options = {
