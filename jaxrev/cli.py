@@ -448,8 +448,10 @@ def _batch(args) -> int:
         account=args.account_col,
     )
     executor, cluster = None, None
+    if not args.data.startswith(BUNDLED_PREFIX) and not Path(args.data).exists():
+        return _error(f"{args.data}: no such file or folder")
     try:
-        source, _ = (Path(args.data), None) if Path(args.data).exists() else _source(args.data)
+        source, _ = _source(args.data)
         if args.scheduler:
             executor, cluster = _dask(args.scheduler)
         result = fit_accounts(
