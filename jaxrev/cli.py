@@ -15,9 +15,13 @@ the file); 3 fitted but not converged, or some accounts failed (``--allow-unconv
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import gc
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 BUNDLED_PREFIX = "bundled:"
@@ -345,6 +349,8 @@ def _fit(args) -> int:
     data, status = _load_data(args, columns, account=args.account, on_invalid=args.on_invalid)
     if data is None:
         return status
+    from jaxrev.inference import fit
+
     print(data.report)
     make_dir(args.out)  # before fitting: a folder that cannot be written fails fast
     print(
@@ -352,8 +358,6 @@ def _fit(args) -> int:
         f"{data.num_campaigns} campaigns; fitting {args.model} with {args.method}...",
         flush=True,
     )
-    from jaxrev.inference import fit
-
     try:
         result = fit(
             data,
@@ -627,19 +631,36 @@ def _run(args) -> int:
     return _fit(args)
 
 
+def _on_interrupt(signum, frame) -> None:
+    """Ctrl-C: raise ``KeyboardInterrupt``, but not inside a garbage-collector callback or a
+    ``__del__`` (Python prints and drops exceptions raised there, and the run would go on):
+    there, raise it again 50 ms later."""
+    code = getattr(frame, "f_code", None)
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    if code is not None and (code in callbacks or code.co_name == "__del__"):
+        threading.Timer(0.05, _thread.interrupt_main).start()
+        return
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "batch" and not args.no_cache and argv is None:
         _reexec_with_fixed_hash_seed(argv)
     from jaxrev.errors import OutputError
 
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _on_interrupt) if in_main_thread else None
     try:
         return _run(args)
     except OutputError as err:
         return _error(str(err))
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted (Ctrl-C); files already written are complete", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":
