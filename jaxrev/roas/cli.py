@@ -100,9 +100,8 @@ def allocate_command(args) -> int:
     from jaxrev.roas.run import ALLOCATION_FILES, run_allocate
 
     source, name = args.daily, None
-    inputs = [args.revenue_fit, args.caps, args.revenue_map]
-    clash = overlapping_input(args.out, [*inputs, None if source.startswith(BUNDLED_PREFIX)
-                                        else source], ALLOCATION_FILES)  # fmt: skip
+    daily_path = None if source.startswith(BUNDLED_PREFIX) else source
+    clash = overlapping_input(args.out, [daily_path, args.caps, args.revenue_map], ALLOCATION_FILES)
     if clash is not None:
         print(f"error: --out {args.out} would overwrite the input {clash}", file=sys.stderr)
         return 2
@@ -143,10 +142,14 @@ def allocate_command(args) -> int:
             prob=args.prob,
             plot=not args.no_plot,
         )
-    except (InvalidDataError, InputFileError, MissingAdsetsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except (OutputError, FileNotFoundError) as err:
+    except (
+        InvalidDataError,
+        InputFileError,
+        MissingAdsetsError,
+        ValueError,
+        OutputError,
+        FileNotFoundError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     table = result.table.sort_values("budget", ascending=False)
