@@ -263,17 +263,15 @@ def _refuse_overwrite(out: Path, data: str, written) -> str | None:
     return f"--out {out} would overwrite or mix with the input {clash}; choose another folder"
 
 
-def _column_hint(err) -> str:
-    """For a missing column: which flag names it."""
-    missing = list(getattr(err, "problems", {"column": []})["column"])
-    flags = []
-    for column in missing:
-        for field, flag in COLUMN_FLAGS.items():
-            if column == getattr(err, "columns", {}).get(field, field):
-                flags.append(f"{flag} NAME")
-    if not flags:
-        return ""
-    return "\nhint: give the columns' names with " + ", ".join(dict.fromkeys(flags))
+def _column_hint(err, columns) -> str:
+    """For a missing column: the flags that name the columns (``--campaign-col NAME``)."""
+    missing = set(err.problems["column"])
+    flags = [
+        f"{COLUMN_FLAGS[field]} NAME"
+        for field, name in columns._asdict().items()
+        if name in missing and field in COLUMN_FLAGS
+    ]
+    return "\nhint: give the columns' names with " + ", ".join(flags) if flags else ""
 
 
 def _load_data(args, columns, **kwargs):
@@ -286,8 +284,7 @@ def _load_data(args, columns, **kwargs):
         source, name = _source(args.data)
         return load_revenue_data(source, columns, name=name, **kwargs), None
     except MissingColumnError as err:
-        err.columns = columns._asdict()
-        return None, _error(f"{err}{_column_hint(err)}")
+        return None, _error(f"{err}{_column_hint(err, columns)}")
     except (InvalidDataError, InputFileError, ValueError, FileNotFoundError) as err:
         return None, _error(str(err))
 
@@ -471,8 +468,7 @@ def _batch(args) -> int:
             repair=args.repair,
         )
     except MissingColumnError as err:
-        err.columns = columns._asdict()
-        return _error(f"{err}{_column_hint(err)}")
+        return _error(f"{err}{_column_hint(err, columns)}")
     except (
         InvalidDataError,
         InputFileError,
