@@ -452,7 +452,7 @@ def _batch(args) -> int:
     if not args.data.startswith(BUNDLED_PREFIX) and not Path(args.data).exists():
         return _error(f"{args.data}: no such file or folder")
     try:
-        source, _ = _source(args.data)
+        source, name = _source(args.data)
         if args.scheduler:
             executor, cluster = _dask(args.scheduler)
         result = fit_accounts(
@@ -466,6 +466,7 @@ def _batch(args) -> int:
             on_invalid=args.on_invalid,
             wait=args.wait,
             repair=args.repair,
+            name=name,
         )
     except MissingColumnError as err:
         return _error(f"{err}{_column_hint(err, columns)}")

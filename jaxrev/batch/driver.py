@@ -69,6 +69,7 @@ def fit_accounts(
     on_invalid: Literal["raise", "drop"] = "raise",
     wait: bool = False,
     repair: bool = False,
+    name: str | None = None,
 ) -> BatchResult:
     """Fit every account of ``data`` with SVI (and the fallback ladder).
 
@@ -90,6 +91,7 @@ def fit_accounts(
             instead of raising :class:`~jaxrev.batch.lock.FolderLockedError`.
         repair: delete part files that cannot be read and fit their accounts again (default:
             raise :class:`~jaxrev.batch.store.CorruptPartError`, which names them).
+        name: what messages call a long table (e.g. ``bundled:NAME``; default: its path).
 
     On ``KeyboardInterrupt`` the accounts finished so far are consolidated into ``out_dir``
     (``status.csv``, ``summary.csv``, ``run.json`` with ``"interrupted": true``) and the
@@ -102,7 +104,10 @@ def fit_accounts(
         >>> result = fit_accounts("accounts.parquet", out_dir="nightly/")  # doctest: +SKIP
         >>> result.status["status"].value_counts()  # doctest: +SKIP
     """
-    args = (data, out_dir, columns, model, priors, options, executor, progress, on_invalid, repair)
+    args = (
+        *(data, out_dir, columns, model, priors, options),
+        *(executor, progress, on_invalid, repair, name),
+    )
     if out_dir is None:
         return _fit_accounts(*args)
     with folder_lock(out_dir, wait=wait):
@@ -110,7 +115,7 @@ def fit_accounts(
 
 
 def _fit_accounts(
-    data, out_dir, columns, model, priors, options, executor, progress, on_invalid, repair
+    data, out_dir, columns, model, priors, options, executor, progress, on_invalid, repair, name
 ) -> BatchResult:
     t0 = time.perf_counter()
     columns = columns or Columns(account="account")
@@ -123,7 +128,7 @@ def _fit_accounts(
         raise ValueError(f"model {model!r} needs a time column (columns.time)")
     progress = sys.stderr.isatty() if progress is None else progress
 
-    accounts, invalid = load_accounts(data, columns, model, priors, options, on_invalid)
+    accounts, invalid = load_accounts(data, columns, model, priors, options, on_invalid, name)
     store = ResultStore(out_dir) if out_dir is not None else None
     if store is not None:
         store.check(repair)

@@ -223,9 +223,13 @@ def test_every_bad_input_exits_2_with_one_named_error(tmp_path, command):
         assert str(path) in err and "Traceback" not in err
 
 
-def test_an_unknown_bundled_table_exits_2():
+def test_an_unknown_bundled_table_exits_2_and_bundled_tables_are_named(tmp_path):
     code, _, err = run(["fit", "bundled:nope", "--out", "never"])
     assert code == 2 and "no bundled data set 'nope'" in err
+    argv = ["batch", "bundled:simulated_account", "--out", str(tmp_path / "o"), "--no-cache"]
+    code, _, err = run(argv)  # no account column: one named line, and the flag to use
+    assert code == 2 and err.startswith("error: bundled:simulated_account, column 'account'")
+    assert "--account-col NAME" in err
 
 
 def test_out_that_would_overwrite_an_input_is_refused(hourly_csv, tmp_path):
