@@ -26,7 +26,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from numpyro.infer.util import log_likelihood
 
 from jaxrev.data import RevenueData
 from jaxrev.result import RevenueFit, import_arviz
@@ -35,14 +34,10 @@ PARETO_K_BAD = 0.7
 
 
 def pointwise_log_likelihood(fit: RevenueFit) -> np.ndarray:
-    """$\\log p(\\log r_i \\mid \\text{draw})$, shaped (chain, draw, observation)."""
-    program = fit.spec.program
-    latents = {k: v for k, v in fit.draws.items() if k != "log_revenue"}
-    arrays = fit.data.device_arrays()
-    values = log_likelihood(program, latents, arrays, priors=fit.priors, batch_ndims=2)
-    out = np.asarray(values["log_revenue"], np.float64)
+    """$\\log p(\\log r_i \\mid \\text{draw})$ of the fitted rows, shaped (chain, draw,
+    observation)."""
     mask = np.asarray(fit.data.arrays.obs_mask)
-    return out[..., mask]
+    return fit.pointwise_log_likelihood()[..., mask]
 
 
 def inference_data_with_log_likelihood(fit: RevenueFit):

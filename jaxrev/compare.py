@@ -8,7 +8,6 @@ The checks themselves (pointwise log-likelihood, PSIS-LOO comparison, coverage, 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +22,7 @@ from jaxrev.checks import (
     time_split,
 )
 from jaxrev.data import RevenueData
+from jaxrev.files import make_dir, save_figure, write_csv
 from jaxrev.inference import fit
 from jaxrev.models import DEFAULT_MODEL
 from jaxrev.plots import plot_model_checks
@@ -125,22 +125,23 @@ def write_comparison(report: ComparisonReport, out_dir) -> dict:
     ``checks_<model>.png`` per model (:func:`jaxrev.plots.plot_model_checks`)."""
     import matplotlib.pyplot as plt
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = {"loo": out / "loo.csv", "calibration": out / "calibration.csv"}
-    report.loo.table.to_csv(written["loo"])
-    report.calibration_table().to_csv(written["calibration"])
+    out = make_dir(out_dir)
+    written = {
+        "loo": write_csv(report.loo.table, out / "loo.csv", index=True),
+        "calibration": write_csv(report.calibration_table(), out / "calibration.csv", index=True),
+    }
     by_adset = pd.concat(
         [cal.adsets.assign(model=name) for name, cal in report.calibration.items()],
         ignore_index=True,
     )
-    written["calibration_by_adset"] = out / "calibration_by_adset.csv"
-    by_adset.to_csv(written["calibration_by_adset"], index=False)
-    written["ranking"] = out / "ranking.csv"
-    report.ranking().to_csv(written["ranking"])
+    written["calibration_by_adset"] = write_csv(by_adset, out / "calibration_by_adset.csv")
+    written["ranking"] = write_csv(report.ranking(), out / "ranking.csv", index=True)
     for name, result in report.fits.items():
         fig = plot_model_checks(result, calibration=report.calibration[name])
-        written[f"checks_{name}"] = out / f"checks_{name}.png"
-        fig.savefig(written[f"checks_{name}"], dpi=110, bbox_inches="tight")
-        plt.close(fig)
+        try:
+            written[f"checks_{name}"] = save_figure(
+                fig, out / f"checks_{name}.png", dpi=110, bbox_inches="tight"
+            )
+        finally:
+            plt.close(fig)
     return written

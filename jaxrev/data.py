@@ -32,6 +32,7 @@ from jaxrev.errors import (
     MultipleAccountsError,
     NoObservationsError,
 )
+from jaxrev.tables import read_table
 from jaxrev.types import AdsetBool, AdsetInt, CampaignBool, ObsBool, ObsFloat, ObsInt
 
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
@@ -163,31 +164,6 @@ class RevenueData:
 # --------------------------------------------------------------------------------------------
 # Reading and checking
 # --------------------------------------------------------------------------------------------
-
-
-def read_table(source: pd.DataFrame | str | Path) -> tuple[pd.DataFrame, str, bool]:
-    """Read a DataFrame, ``.csv`` (optionally compressed) or ``.parquet`` file.
-
-    CSV cells are read as text so that parsing numbers is explicit. Returns ``(table, name,
-    is_csv)``; ``name`` is what error messages call the source.
-    """
-    if isinstance(source, pd.DataFrame):
-        return source.reset_index(drop=True), "<DataFrame>", False
-    if not isinstance(source, (str, Path)):
-        raise TypeError(
-            f"expected a DataFrame or the path of a CSV/Parquet file, got {type(source).__name__}"
-        )
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    suffixes = [s.lower() for s in path.suffixes]
-    if ".parquet" in suffixes or ".pq" in suffixes:
-        return pd.read_parquet(path).reset_index(drop=True), str(path), False
-    if ".csv" in suffixes or ".tsv" in suffixes:
-        sep = "\t" if ".tsv" in suffixes else ","
-        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[])
-        return table, str(path), True
-    raise ValueError(f"{path}: unsupported file type (use .csv, .tsv or .parquet)")
 
 
 def missing_mask(values: pd.Series) -> pd.Series:
@@ -423,6 +399,7 @@ def load_revenue_data(
     *,
     account: str | None = None,
     on_invalid: Literal["raise", "drop"] = "raise",
+    name: str | None = None,
 ) -> RevenueData:
     """Read and validate one account's hourly conversions and revenue.
 
@@ -434,6 +411,7 @@ def load_revenue_data(
         on_invalid: ``"raise"`` (default) raises the :class:`InvalidDataError` subclass of the
             first problem, listing all; ``"drop"`` drops the invalid rows and lists them in
             ``report.invalid``.
+        name: what messages call the source (default: the path, or ``<DataFrame>``).
 
     Returns:
         The validated :class:`RevenueData`.
@@ -445,7 +423,7 @@ def load_revenue_data(
     if on_invalid not in ("raise", "drop"):
         raise ValueError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
     columns = columns or Columns()
-    table, name, is_csv = read_table(source)
+    table, name, is_csv = read_table(source, name)
 
     check_columns(table, columns, name)
 

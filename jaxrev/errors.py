@@ -3,7 +3,8 @@
 :class:`InvalidDataError` carries a ``problems`` table (row, line, column, value, kind, reason);
 one subclass per ``kind``, looked up in :data:`ERRORS` by the validators that collect problems
 (:mod:`jaxrev.data`, and the funnel's daily tables). :class:`MultipleAccountsError` and
-:class:`NoObservationsError` are about the table as a whole.
+:class:`NoObservationsError` are about the table as a whole, :class:`InputFileError` about a file
+that cannot be read as a table, :class:`OutputError` about a file that cannot be written.
 """
 
 from __future__ import annotations
@@ -69,6 +70,43 @@ class AdsetCampaignConflictError(InvalidDataError):
     kind = "adset_campaign_conflict"
 
 
+class InputFileError(ValueError):
+    """A file that cannot be read as a table: missing, empty, a folder, unreadable, not UTF-8,
+    a duplicated header, a bare carriage return or NUL byte, a malformed row. The message names
+    the file (and the line and column where there is one)."""
+
+    def __init__(
+        self, source: str, reason: str, *, line: int | None = None, column: str | None = None
+    ):
+        self.source = source
+        self.reason = reason
+        self.line = line
+        self.column = column
+        where = [str(source)]
+        if line is not None:
+            where.append(f"line {line}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        super().__init__(f"{', '.join(where)}: {reason}")
+
+
+class MissingFileError(InputFileError, FileNotFoundError):
+    """The input path does not exist."""
+
+
+class OutputError(OSError):
+    """A file or folder that cannot be written: one line naming the path and the reason
+    (no space left on device, read-only file system, a file where a folder should be)."""
+
+    def __init__(self, path, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot write {path}: {reason}")
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.reason}"
+
+
 class MultipleAccountsError(ValueError):
     """The rows hold several accounts and no ``account=`` was chosen."""
 
@@ -105,8 +143,10 @@ def describe_problem(source: str, p) -> str:
 __all__ = [
     "ERRORS",
     "AdsetCampaignConflictError",
+    "InputFileError",
     "InvalidDataError",
     "MissingColumnError",
+    "MissingFileError",
     "MissingValueError",
     "MultipleAccountsError",
     "NegativeCountError",
@@ -115,5 +155,6 @@ __all__ = [
     "NonIntegerCountError",
     "NonNumericValueError",
     "NonPositiveRevenueError",
+    "OutputError",
     "describe_problem",
 ]

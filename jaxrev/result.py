@@ -9,7 +9,6 @@ once, by :func:`nuts_diagnostics`, into a new record.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,12 +16,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
+from numpyro.infer.util import log_likelihood
 
 from jaxrev.data import RevenueData
 from jaxrev.figures import campaign_means_figure, pooling_figure, ppc_figure
+from jaxrev.files import make_dir, save_figure, write_csv, write_json, write_with
 from jaxrev.models import ModelSpec, get_model
 from jaxrev.models.spec import REPORTED_ADSET_SITE, REPORTED_CAMPAIGN_SITE
-from jaxrev.summaries import PROBS, describe_draws, tidy_summary
+from jaxrev.summaries import PROBS, describe_draws, stat_names, tidy_summary
 
 
 def import_arviz():
@@ -93,16 +94,31 @@ def _jsonable(v):
     return v
 
 
+def pointwise_log_likelihood(
+    spec: ModelSpec, priors, data: RevenueData, draws: dict[str, np.ndarray]
+) -> np.ndarray:
+    """$\\log p(\\log r_i \\mid \\text{draw})$ of every observation, shaped (chain, draw, obs)
+    (0 on rows masked out of the likelihood)."""
+    latents = {k: v for k, v in draws.items() if k != "log_revenue"}
+    values = log_likelihood(
+        spec.program, latents, data.device_arrays(), priors=priors, batch_ndims=2
+    )
+    return np.asarray(values["log_revenue"], np.float64)
+
+
 def inference_data(
     data: RevenueData,
     spec: ModelSpec,
     draws: dict[str, np.ndarray],
     sample_stats: dict[str, np.ndarray] | None,
     method: str,
+    log_likelihood: np.ndarray | None = None,
 ):
     """``arviz.InferenceData`` of draws ``(chain, draw, ...)``: posterior, posterior_predictive
-    (``log_revenue``), observed_data, constant_data and (NUTS) sample_stats, with the ad set /
-    campaign coords on the sites the model's spec names."""
+    (``log_revenue``), observed_data, constant_data, (NUTS) sample_stats and, when given, the
+    pointwise ``log_likelihood`` (so ``az.loo`` works), with the ad set / campaign coords on the
+    sites the model's spec names; each posterior variable's ``symbol`` attribute is the
+    README's symbol (``account_mu_sd`` → φ)."""
     az = import_arviz()
     posterior = {k: v for k, v in draws.items() if k != "log_revenue"}
     coords = {
@@ -113,7 +129,7 @@ def inference_data(
     dims = spec.dims()
     dims |= {"log_revenue": ["obs"], "conversions": ["obs"], "adset_index": ["obs"]}
     arrays = data.arrays
-    return az.from_dict(
+    idata = az.from_dict(
         posterior=posterior,
         posterior_predictive={"log_revenue": draws["log_revenue"]},
         observed_data={"log_revenue": np.asarray(arrays.log_revenue)},
@@ -122,10 +138,14 @@ def inference_data(
             "adset_index": np.asarray(arrays.adset),
         },
         sample_stats=sample_stats,
+        log_likelihood=None if log_likelihood is None else {"log_revenue": log_likelihood},
         coords=coords,
         dims=dims,
         attrs={"model": spec.name, "method": method},
     )
+    for name in idata.posterior.data_vars:
+        idata.posterior[name].attrs["symbol"] = spec.symbol(str(name))
+    return idata
 
 
 def nuts_diagnostics(
@@ -155,13 +175,18 @@ def nuts_diagnostics(
         found.append(Message("rhat", f"R-hat {details['max_rhat']:.3f} > {rhat_max} ({worst})"))
     ess = min(details["min_ess_bulk"], details["min_ess_tail"])
     if ess < min_ess:
-        found.append(Message("ess", f"ESS {ess:.0f} < {min_ess:.0f}: run more samples"))
+        found.append(
+            Message(
+                "ess",
+                f"ESS {ess:.0f} < {min_ess:.0f}: run more samples (CLI: --num-samples)",
+            )
+        )
     if num_divergent:
         found.append(
             Message(
                 "divergences",
-                f"{num_divergent} divergent transitions: "
-                "raise target_accept_prob or check the data",
+                f"{num_divergent} divergent transitions: raise target_accept_prob "
+                "(CLI: --target-accept, e.g. 0.95) or check the data",
             )
         )
     kept = tuple(m for m in diagnostics.entries if m.kind not in NUTS_CHECK_KINDS)
@@ -230,7 +255,7 @@ class RevenueFit:
         if self.method == "nuts":
             self.diagnostics = nuts_diagnostics(
                 self.diagnostics,
-                self.to_inference_data(),
+                self.to_inference_data(log_likelihood=False),
                 int(self.sample_stats["diverging"].sum()),
                 self.spec.checked_sites,
                 self.rhat_max,
@@ -267,13 +292,34 @@ class RevenueFit:
         adset = describe_draws(self.flat_draws(REPORTED_ADSET_SITE), probs)
         return tidy_summary(self.data, adset, campaign, probs)
 
+    def parameters(self, probs: tuple[float, ...] = PROBS) -> pd.DataFrame:
+        """The scalar parameters (λ, φ, τ, σ, ... as the model has them): ``site``, ``symbol``
+        (the README's), ``mean``, ``sd`` and the quantiles."""
+        names = [k for k, v in self.draws.items() if k != "log_revenue" and v.ndim == 2]
+        if not names:
+            return pd.DataFrame(columns=["site", "symbol", *stat_names(probs)])
+        stats = describe_draws(np.stack([self.flat_draws(n) for n in names], axis=1), probs)
+        table = pd.DataFrame(stats, columns=stat_names(probs))
+        table.insert(0, "symbol", [self.spec.symbol(n) for n in names])
+        table.insert(0, "site", names)
+        return table
+
     # ---- ArviZ -----------------------------------------------------------------------------
 
-    def to_inference_data(self):
+    def pointwise_log_likelihood(self) -> np.ndarray:
+        """$\\log p(\\log r_i \\mid \\text{draw})$, shaped (chain, draw, observation)."""
+        return pointwise_log_likelihood(self.spec, self.priors, self.data, self.draws)
+
+    def to_inference_data(self, *, log_likelihood: bool = True):
         """``arviz.InferenceData`` with posterior, posterior_predictive (``log_revenue``),
-        observed_data, constant_data and (NUTS) sample_stats, with ad set / campaign coords."""
+        observed_data, constant_data, (NUTS) sample_stats and the pointwise ``log_likelihood``
+        (so ``az.loo(idata)`` works; left out when rows are masked out of the fit, or with
+        ``log_likelihood=False``), with ad set / campaign coords."""
+        ll = None
+        if log_likelihood and bool(np.all(self.data.arrays.obs_mask)):
+            ll = self.pointwise_log_likelihood()
         return inference_data(
-            self.data, self.spec, self.draws, self.sample_stats, self.diagnostics.method
+            self.data, self.spec, self.draws, self.sample_stats, self.diagnostics.method, ll
         )
 
     # ---- plots -----------------------------------------------------------------------------
@@ -304,17 +350,20 @@ class RevenueFit:
     # ---- output ----------------------------------------------------------------------------
 
     def save(self, out_dir: str | Path, *, plots: bool = True) -> dict[str, Path]:
-        """Write ``summary.csv``, ``inference_data.nc``, ``diagnostics.json`` and the plots."""
-        import matplotlib.pyplot as plt
+        """Write ``summary.csv``, ``parameters.csv``, ``inference_data.nc``,
+        ``diagnostics.json`` and the plots, each atomically (:mod:`jaxrev.files`).
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written = {"summary": out / "summary.csv", "inference_data": out / "inference_data.nc"}
-        self.summary().to_csv(written["summary"], index=False)
-        tmp = out / ".inference_data.nc.tmp"
-        self.to_inference_data().to_netcdf(str(tmp))
-        tmp.replace(written["inference_data"])
-        written["diagnostics"] = out / "diagnostics.json"
+        Raises:
+            OutputError: a file or the folder cannot be written (one line naming the path).
+        """
+        out = make_dir(out_dir)
+        written = {
+            "summary": write_csv(self.summary(), out / "summary.csv"),
+            "parameters": write_csv(self.parameters(), out / "parameters.csv"),
+            "inference_data": write_with(
+                out / "inference_data.nc", lambda tmp: self.to_inference_data().to_netcdf(str(tmp))
+            ),
+        }
         payload = {
             "model": self.model,
             "data": {
@@ -327,12 +376,14 @@ class RevenueFit:
                 "campaigns": self.data.num_campaigns,
             },
             "fit": self.diagnostics.to_dict(),
+            "symbols": {k: v for k, v in self.spec.symbols.items() if k in self.draws},
         }
-        written["diagnostics"].write_text(json.dumps(payload, indent=2, default=str))
+        written["diagnostics"] = write_json(out / "diagnostics.json", payload)
         if len(self.data.report.invalid):
-            written["invalid_rows"] = out / "invalid_rows.csv"
-            self.data.report.invalid.to_csv(written["invalid_rows"], index=False)
+            written["invalid_rows"] = write_csv(self.data.report.invalid, out / "invalid_rows.csv")
         if plots:
+            import matplotlib.pyplot as plt
+
             for name, make in (
                 ("ppc", self.plot_ppc),
                 ("pooling", self.plot_pooling),
@@ -341,7 +392,10 @@ class RevenueFit:
                 if name == "campaign_means" and REPORTED_CAMPAIGN_SITE not in self.draws:
                     continue
                 fig = make()
-                written[name] = out / f"{name}.png"
-                fig.savefig(written[name], dpi=120, bbox_inches="tight")
-                plt.close(fig)
+                try:
+                    written[name] = save_figure(
+                        fig, out / f"{name}.png", dpi=120, bbox_inches="tight"
+                    )
+                finally:
+                    plt.close(fig)
         return written

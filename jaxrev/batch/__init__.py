@@ -4,7 +4,8 @@ Modules: :mod:`~jaxrev.batch.plan` (options, units of work, seeds, fingerprints,
 accounts), :mod:`~jaxrev.batch.buckets` (padding to shape buckets),
 :mod:`~jaxrev.batch.accounts` (reading and validating many accounts), :mod:`~jaxrev.batch.ladder`
 (one bucket through vectorised SVI and its fallbacks), :mod:`~jaxrev.batch.rows` (status and
-summary rows), :mod:`~jaxrev.batch.store` (atomic, resumable output) and
+summary rows), :mod:`~jaxrev.batch.store` (atomic, resumable output, corrupt parts found or
+repaired), :mod:`~jaxrev.batch.lock` (one run per output folder) and
 :mod:`~jaxrev.batch.driver` (:func:`fit_accounts`).
 """
 

@@ -33,11 +33,13 @@ def load_accounts(
     priors,
     options: BatchOptions,
     on_invalid: Literal["raise", "drop"] = "raise",
+    name: str | None = None,
 ) -> tuple[list[AccountInput], pd.DataFrame]:
     """Validate every account of a long table (one vectorised pass over all rows), a folder of
     per-account files or a mapping of account -> DataFrame. Returns the fittable accounts and a
     ``failed: invalid data: ...`` (or ``failed: no observations: ...`` for an account without a
-    single conversion) status row for each of the others."""
+    single conversion) status row for each of the others. ``name``: what messages call a long
+    table (default: its path)."""
     accounts, failed = [], []
 
     def add(account: str, make: Callable[[], RevenueData], raw: Callable[[], pd.DataFrame]):
@@ -87,7 +89,7 @@ def load_accounts(
             )  # fmt: skip
         return accounts, pd.DataFrame(failed)
 
-    table, name, is_csv = read_table(source)
+    table, name, is_csv = read_table(source, name)
     if columns.account is None:
         raise ValueError("a long table needs columns.account (the account column)")
     check_columns(table, columns, name)

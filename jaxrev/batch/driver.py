@@ -18,7 +18,6 @@ executor with ``submit`` (a ``dask.distributed.Client``) to run buckets elsewher
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import traceback
@@ -31,11 +30,13 @@ from tqdm import tqdm
 
 from jaxrev.batch.accounts import load_accounts
 from jaxrev.batch.ladder import fit_bucket
+from jaxrev.batch.lock import folder_lock
 from jaxrev.batch.plan import BatchOptions, BatchResult, BucketResult, BucketSpec, make_specs
 from jaxrev.batch.rows import status_row
 from jaxrev.batch.store import ResultStore
 from jaxrev.compile_cache import CompileCounter
 from jaxrev.data import Columns
+from jaxrev.files import write_json
 from jaxrev.models import DEFAULT_MODEL, get_model
 
 
@@ -66,6 +67,9 @@ def fit_accounts(
     executor=None,
     progress: bool | None = None,
     on_invalid: Literal["raise", "drop"] = "raise",
+    wait: bool = False,
+    repair: bool = False,
+    name: str | None = None,
 ) -> BatchResult:
     """Fit every account of ``data`` with SVI (and the fallback ladder).
 
@@ -83,6 +87,15 @@ def fit_accounts(
         progress: show progress (default: when stderr is a terminal).
         on_invalid: per account, ``"raise"`` makes an account with invalid rows a ``failed`` row;
             ``"drop"`` drops the rows and fits the rest.
+        wait: when another run holds ``out_dir``'s lock (:mod:`jaxrev.batch.lock`), wait for it
+            instead of raising :class:`~jaxrev.batch.lock.FolderLockedError`.
+        repair: delete part files that cannot be read and fit their accounts again (default:
+            raise :class:`~jaxrev.batch.store.CorruptPartError`, which names them).
+        name: what messages call a long table (e.g. ``bundled:NAME``; default: its path).
+
+    On ``KeyboardInterrupt`` the accounts finished so far are consolidated into ``out_dir``
+    (``status.csv``, ``summary.csv``, ``run.json`` with ``"interrupted": true``) and the
+    interrupt is raised again; a rerun resumes.
 
     Returns:
         A :class:`BatchResult`.
@@ -91,6 +104,19 @@ def fit_accounts(
         >>> result = fit_accounts("accounts.parquet", out_dir="nightly/")  # doctest: +SKIP
         >>> result.status["status"].value_counts()  # doctest: +SKIP
     """
+    args = (
+        *(data, out_dir, columns, model, priors, options),
+        *(executor, progress, on_invalid, repair, name),
+    )
+    if out_dir is None:
+        return _fit_accounts(*args)
+    with folder_lock(out_dir, wait=wait):
+        return _fit_accounts(*args)
+
+
+def _fit_accounts(
+    data, out_dir, columns, model, priors, options, executor, progress, on_invalid, repair, name
+) -> BatchResult:
     t0 = time.perf_counter()
     columns = columns or Columns(account="account")
     if columns.account is None and not isinstance(data, Mapping) and not Path(str(data)).is_dir():
@@ -102,8 +128,10 @@ def fit_accounts(
         raise ValueError(f"model {model!r} needs a time column (columns.time)")
     progress = sys.stderr.isatty() if progress is None else progress
 
-    accounts, invalid = load_accounts(data, columns, model, priors, options, on_invalid)
+    accounts, invalid = load_accounts(data, columns, model, priors, options, on_invalid, name)
     store = ResultStore(out_dir) if out_dir is not None else None
+    if store is not None:
+        store.check(repair)
     current = {(a.account, a.fingerprint) for a in accounts}
     if len(invalid):
         current |= set(zip(invalid["account"], invalid["fingerprint"], strict=True))
@@ -135,20 +163,17 @@ def fit_accounts(
             bar.set_postfix(fallbacks=fallbacks)
 
         on_progress(skipped + len(fresh_invalid), 0)
-        if executor is None:
-            for spec in specs:
-                results.append(_fit_bucket_safely(spec, on_progress))
-        else:
-            futures = [executor.submit(fit_bucket, spec) for spec in specs]
-            for future in _as_completed(futures):
-                result = future.result()
-                results.append(result)
-                on_progress(
-                    len(result.status),
-                    int(result.status["status"].str.startswith("fallback").sum())
-                    if len(result.status)
-                    else 0,
+        try:
+            _run_buckets(specs, executor, results, on_progress)
+        except KeyboardInterrupt:
+            if store is not None:
+                store.consolidate(keep=current)
+                fitted = sum(len(r.status) for r in results)
+                write_json(
+                    Path(out_dir) / "run.json",
+                    {"interrupted": True, "accounts": total, "fitted_now": fitted},
                 )
+            raise
 
     if store is not None:
         status, summary = store.consolidate(keep=current)
@@ -179,8 +204,27 @@ def fit_accounts(
         "compilations": compiles.counts,
     }
     if store is not None:
-        (Path(out_dir) / "run.json").write_text(json.dumps(report, indent=2, default=str))
+        write_json(Path(out_dir) / "run.json", report)
     return BatchResult(status=status, summary=summary, report=report)
+
+
+def _run_buckets(specs, executor, results: list[BucketResult], on_progress) -> None:
+    """Fit the buckets in this process (one after another) or on ``executor``, appending each
+    result to ``results`` as it arrives."""
+    if executor is None:
+        for spec in specs:
+            results.append(_fit_bucket_safely(spec, on_progress))
+        return
+    futures = [executor.submit(fit_bucket, spec) for spec in specs]
+    for future in _as_completed(futures):
+        result = future.result()
+        results.append(result)
+        on_progress(
+            len(result.status),
+            int(result.status["status"].str.startswith("fallback").sum())
+            if len(result.status)
+            else 0,
+        )
 
 
 def _fit_bucket_safely(spec: BucketSpec, on_progress) -> BucketResult:

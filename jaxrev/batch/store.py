@@ -6,31 +6,48 @@ name and renamed, so a part is either complete or absent. An account counts as d
 row with its ``(account, fingerprint)`` exists; a rerun skips it. Part names are derived from
 their content, so a repeated write of the same work (a retried task) replaces a file with an
 identical one, and :meth:`ResultStore.consolidate` keeps each ``(account, fingerprint)`` once.
+
+A part that cannot be read (truncated by a crash of the disk, or damaged) is found by
+:meth:`ResultStore.check` before a run starts: :class:`CorruptPartError` names it and the files to
+delete, or with ``repair=True`` (``jaxrev batch --repair``) they are deleted and the part's
+accounts fitted again.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from pathlib import Path
 
 import pandas as pd
 
+from jaxrev.files import make_dir, write_csv, write_parquet
+
 KEY = ["account", "fingerprint"]
+KINDS = ("summary", "status")
 
 
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as Parquet to ``path`` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+class CorruptPartError(ValueError):
+    """Part files of a batch output folder that cannot be read; the message says what to
+    delete (or to rerun with ``--repair``)."""
+
+    def __init__(self, files: list[Path], reasons: list[str]):
+        self.files = files
+        listed = "; ".join(f"{f} ({r})" for f, r in zip(files, reasons, strict=True))
+        delete = " ".join(str(f) for f in companions(files))
+        super().__init__(
+            f"corrupt or truncated part file(s): {listed}. Rerun with --repair to refit their "
+            f"accounts (or delete them: rm {delete})"
+        )
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+def companions(files: list[Path]) -> list[Path]:
+    """The files of the parts ``files`` belong to: each part's summary and status file."""
+    out: dict[Path, None] = {}
+    for f in files:
+        _, _, part = f.name.partition("-")
+        for k in KINDS:
+            out[f.with_name(f"{k}-{part}")] = None
+    return [f for f in out if f.exists()]
 
 
 class ResultStore:
@@ -38,8 +55,28 @@ class ResultStore:
 
     def __init__(self, out_dir: str | Path):
         self.out_dir = Path(out_dir)
-        self.parts = self.out_dir / "parts"
-        self.parts.mkdir(parents=True, exist_ok=True)
+        self.parts = make_dir(self.out_dir / "parts")
+
+    def check(self, repair: bool = False) -> list[Path]:
+        """Read every part; raise :class:`CorruptPartError` on those that cannot be read, or with
+        ``repair`` delete them and their companions (their accounts are then fitted again).
+        Returns the deleted files."""
+        bad, reasons = [], []
+        for kind in KINDS:
+            for f in sorted(self.parts.glob(f"{kind}-*.parquet")):
+                try:
+                    pd.read_parquet(f)
+                except Exception as err:  # pyarrow raises several types for a damaged file
+                    bad.append(f)
+                    reasons.append(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        if not bad:
+            return []
+        if not repair:
+            raise CorruptPartError(bad, reasons)
+        removed = companions(bad)
+        for f in removed:
+            f.unlink(missing_ok=True)
+        return removed
 
     def write(self, name: str, status: pd.DataFrame, summary: pd.DataFrame) -> str:
         """Write one part (summary rows, then status rows); returns the part id."""
@@ -48,8 +85,8 @@ class ResultStore:
         ).hexdigest()[:12]
         part = f"{name}-{digest}"
         if len(summary):
-            write_atomic(summary, self.parts / f"summary-{part}.parquet")
-        write_atomic(status, self.parts / f"status-{part}.parquet")
+            write_parquet(summary, self.parts / f"summary-{part}.parquet")
+        write_parquet(status, self.parts / f"status-{part}.parquet")
         return part
 
     def _read(self, kind: str) -> pd.DataFrame:
@@ -93,8 +130,8 @@ class ResultStore:
         run's), so results of earlier runs on other data stay in ``parts/`` but not in the tables.
         """
         status, summary = self.rows(keep)
-        write_csv_atomic(status, self.out_dir / "status.csv")
-        write_csv_atomic(summary, self.out_dir / "summary.csv")
+        write_csv(status, self.out_dir / "status.csv")
+        write_csv(summary, self.out_dir / "summary.csv")
         if not summary.empty:
-            write_atomic(summary, self.out_dir / "summary.parquet")
+            write_parquet(summary, self.out_dir / "summary.parquet")
         return status, summary

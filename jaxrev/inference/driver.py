@@ -111,7 +111,8 @@ def run_svi(
             Message(
                 "svi_not_converged",
                 f"SVI did not converge in {steps} steps (relative ELBO change {rel:.2e}, above "
-                f"rtol {options.rtol:g} and the noise); raise max_steps or check the data",
+                f"rtol {options.rtol:g} and the noise); raise max_steps (CLI: --max-steps) or "
+                "check the data",
             )
         )
     diagnostics = FitDiagnostics(
@@ -229,7 +230,7 @@ def run_map(
             Message(
                 "map_not_converged",
                 f"MAP stopped after {int(solution.num_steps)} steps with gradient norm "
-                f"{float(solution.gradient_norm):.2e}",
+                f"{float(solution.gradient_norm):.2e}; raise max_steps (CLI: --max-steps)",
             )
         )
     pooling = get_model(model).pooling_sites

@@ -18,6 +18,7 @@ from jaxrev.models.local_level import LocalLevelPriors, level_at, local_level
 # isort: on
 from jaxrev.models.spec import (
     MODELS,
+    SYMBOLS,
     ModelSpec,
     ModelSpecError,
     get_model,
@@ -28,6 +29,7 @@ from jaxrev.models.spec import (
 __all__ = [
     "DEFAULT_MODEL",
     "MODELS",
+    "SYMBOLS",
     "HierSigmaPriors",
     "LocalLevelPriors",
     "ModelSpec",

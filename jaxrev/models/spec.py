@@ -34,6 +34,34 @@ REPORTED_ADSET_SITE = "adset_mean"  # E[revenue per conversion] per ad set (summ
 REPORTED_CAMPAIGN_SITE = "campaign_mean"  # and per campaign, for models with that level
 
 
+# The README's symbol of each site of the built-in models (the Stan programs' names are kept as
+# site names so draws compare one to one with Stan's). ``ModelSpec.symbols`` defaults to this.
+SYMBOLS: dict[str, str] = {
+    "account_mu": "λ",
+    "account_mu_sd": "φ",
+    "campaign_mu_sd": "τ",
+    "revenue_sigma": "σ",
+    "campaign_mu_z": "z_c",
+    "adset_mu_z": "z_a",
+    "campaign_mu": "μ_c",
+    "adset_mu": "θ_a",
+    "campaign_mean": "exp(μ_c + σ²/2)",
+    "adset_mean": "exp(θ_a + σ²/2)",
+    "adset_sigma": "σ_a",
+    "campaign_sigma": "σ_c",
+    "campaign_sigma_sd": "τ^σ_c",
+    "adset_sigma_sd": "τ^σ_a",
+    "campaign_sigma_z": "z^σ_c",
+    "adset_sigma_z": "z^σ_a",
+    "df": "ν",
+    "df_minus_one": "ν - 1",
+    "drift_sd": "ω",
+    "level_z": "z_ℓ",
+    "level": "ℓ(knot)",
+    "level_now": "ℓ(t_last)",
+}
+
+
 class ModelSpecError(ValueError):
     """A model spec that cannot be registered (a missing field, a site the program lacks)."""
 
@@ -59,6 +87,7 @@ class ModelSpec:
         needs_time: whether the data must have a time column (``Columns(time=...)``).
         other_dims: dims of other indexed sites, e.g. ``{"level": ("knot",)}``.
         pooling_sites: pooling scales whose collapse to ~0 at the MAP means full pooling.
+        symbols: site name -> the README's symbol (default :data:`SYMBOLS`; ``symbol(site)``).
     """
 
     name: str
@@ -72,6 +101,11 @@ class ModelSpec:
     needs_time: bool = False
     other_dims: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     pooling_sites: tuple[str, ...] = ()
+    symbols: Mapping[str, str] = field(default_factory=lambda: dict(SYMBOLS))
+
+    def symbol(self, site: str) -> str:
+        """The README's symbol of ``site`` (the site name when it has none)."""
+        return self.symbols.get(site, site)
 
     @property
     def priors_class(self) -> type:

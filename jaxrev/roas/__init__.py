@@ -11,7 +11,8 @@ never imports it. Modules, in dependency order::
     draws        ROAS draws: funnel draws x the revenue fit's draws
     allocation   the budget split: probability of being best, Thompson sampling, floors and caps
     market       a simulated market with known truth and the day-by-day replay
-    cli          ``jaxrev allocate`` and run_allocate
+    run          run_allocate: daily table + revenue fit -> the split and its files
+    cli          ``jaxrev allocate``
 
 Example:
     >>> from jaxrev import fit
@@ -19,38 +20,91 @@ Example:
     >>> funnel = fit_funnel("daily.csv", half_life=14)  # doctest: +SKIP
     >>> revenue = revenue_draws_from_fit(fit("hourly.csv"))  # doctest: +SKIP
     >>> allocate(roas_draws(0, funnel, revenue), 10_000).table  # doctest: +SKIP
+
+The names are loaded on first use, so that ``jaxrev --help`` does not import JAX.
 """
 
-from jaxrev.roas.allocation import Allocation, allocate, plot_allocation
-from jaxrev.roas.cli import run_allocate
-from jaxrev.roas.daily import (
-    KAGGLE_COLUMNS,
-    DailyColumns,
-    DailyData,
-    FunnelOrderError,
-    NegativeValueError,
-    load_daily,
-)
-from jaxrev.roas.draws import (
-    MissingAdsetsError,
-    RevenueDraws,
-    RoasDraws,
-    load_revenue_draws,
-    revenue_draws_from_fit,
-    roas_draws,
-    roas_summary,
-)
-from jaxrev.roas.funnel import EBOptions, HyperPrior
-from jaxrev.roas.funnel_fit import FunnelFit, fit_funnel
-from jaxrev.roas.market import (
-    MarketTruth,
-    Policy,
-    ReplayOptions,
-    ReplayResult,
-    plot_replay,
-    replay,
-    simulate_market,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jaxrev.roas.allocation import Allocation, allocate, plot_allocation
+    from jaxrev.roas.daily import (
+        KAGGLE_COLUMNS,
+        DailyColumns,
+        DailyData,
+        FunnelOrderError,
+        NegativeValueError,
+        load_daily,
+    )
+    from jaxrev.roas.draws import (
+        MissingAdsetsError,
+        RevenueDraws,
+        RoasDraws,
+        load_revenue_draws,
+        revenue_draws_from_fit,
+        roas_draws,
+        roas_summary,
+    )
+    from jaxrev.roas.funnel import EBOptions, HyperPrior
+    from jaxrev.roas.funnel_fit import FunnelFit, fit_funnel
+    from jaxrev.roas.market import (
+        MarketTruth,
+        Policy,
+        ReplayOptions,
+        ReplayResult,
+        plot_replay,
+        replay,
+        simulate_market,
+    )
+    from jaxrev.roas.run import run_allocate
+
+_EXPORTS = {
+    "Allocation": "jaxrev.roas.allocation",
+    "allocate": "jaxrev.roas.allocation",
+    "plot_allocation": "jaxrev.roas.allocation",
+    "run_allocate": "jaxrev.roas.run",
+    "KAGGLE_COLUMNS": "jaxrev.roas.daily",
+    "DailyColumns": "jaxrev.roas.daily",
+    "DailyData": "jaxrev.roas.daily",
+    "FunnelOrderError": "jaxrev.roas.daily",
+    "NegativeValueError": "jaxrev.roas.daily",
+    "load_daily": "jaxrev.roas.daily",
+    "MissingAdsetsError": "jaxrev.roas.draws",
+    "RevenueDraws": "jaxrev.roas.draws",
+    "RoasDraws": "jaxrev.roas.draws",
+    "load_revenue_draws": "jaxrev.roas.draws",
+    "revenue_draws_from_fit": "jaxrev.roas.draws",
+    "roas_draws": "jaxrev.roas.draws",
+    "roas_summary": "jaxrev.roas.draws",
+    "EBOptions": "jaxrev.roas.funnel",
+    "HyperPrior": "jaxrev.roas.funnel",
+    "FunnelFit": "jaxrev.roas.funnel_fit",
+    "fit_funnel": "jaxrev.roas.funnel_fit",
+    "MarketTruth": "jaxrev.roas.market",
+    "Policy": "jaxrev.roas.market",
+    "ReplayOptions": "jaxrev.roas.market",
+    "ReplayResult": "jaxrev.roas.market",
+    "plot_replay": "jaxrev.roas.market",
+    "replay": "jaxrev.roas.market",
+    "simulate_market": "jaxrev.roas.market",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jaxrev.roas' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "KAGGLE_COLUMNS",

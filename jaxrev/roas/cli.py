@@ -2,175 +2,25 @@
 
 Daily table + revenue fit -> funnel (:mod:`jaxrev.roas.funnel_fit`) -> ROAS draws
 (:mod:`jaxrev.roas.draws`) -> budget split (:mod:`jaxrev.roas.allocation`), written as
-``allocation.csv``, ``allocation.json`` and ``allocation.png``. :func:`run_allocate` is the same
-run from Python; ``jaxrev.cli`` dispatches the subcommand here.
+``allocation.csv``, ``allocation.json`` and ``allocation.png`` by
+:func:`jaxrev.roas.run.run_allocate` (the same run from Python); ``jaxrev.cli`` dispatches the
+subcommand here. The heavy imports happen when the command runs, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
-import pandas as pd
-
-from jaxrev.datasets.daily import load_daily_bundled
-from jaxrev.errors import InvalidDataError
-from jaxrev.roas.allocation import Allocation, allocate, plot_allocation
-from jaxrev.roas.daily import DailyColumns, DailyData, load_daily
-from jaxrev.roas.draws import (
-    MissingAdsetsError,
-    RevenueDraws,
-    load_revenue_draws,
-    revenue_draws_from_fit,
-    roas_draws,
-)
-from jaxrev.roas.funnel_fit import fit_funnel
 
 BUNDLED_PREFIX = "bundled:"  # as in jaxrev.cli: DAILY may name a bundled table
 
 
-def read_caps(path: str | Path, adsets) -> np.ndarray:
-    """Per-ad-set maximum budgets from a CSV with columns ``adset``, ``max_budget`` (NaN for
-    ad sets it does not list)."""
-    table = pd.read_csv(path, dtype={"adset": str})
-    for col in ("adset", "max_budget"):
-        if col not in table.columns:
-            raise ValueError(f"{path}: column {col!r} not found (columns: {list(table.columns)})")
-    caps = table.set_index(table["adset"].str.strip())["max_budget"].astype(float)
-    unknown = sorted(set(caps.index) - set(map(str, adsets)))
-    if unknown:
-        raise ValueError(f"{path}: ad sets not in the daily table: {unknown[:10]}")
-    return caps.reindex([str(a) for a in adsets]).to_numpy(float)
-
-
-def read_mapping(path: str | Path) -> dict[str, str]:
-    """An ad-set mapping from a CSV with columns ``adset``, ``revenue_adset``."""
-    table = pd.read_csv(path, dtype=str)
-    for col in ("adset", "revenue_adset"):
-        if col not in table.columns:
-            raise ValueError(f"{path}: column {col!r} not found (columns: {list(table.columns)})")
-    return dict(zip(table["adset"].str.strip(), table["revenue_adset"].str.strip(), strict=True))
-
-
-def run_allocate(
-    daily,
-    revenue_fit,
-    budget: float,
-    out_dir: str | Path | None = None,
-    *,
-    current: Literal["last", "total", "even"] | np.ndarray = "last",
-    half_life: float | None = None,
-    pooling: Literal["campaign", "account", "none"] = "campaign",
-    conversions_per: Literal["click", "impression"] = "click",
-    columns=None,
-    on_invalid: Literal["raise", "drop"] = "raise",
-    rule: Literal["thompson", "proportional"] = "thompson",
-    power: float = 1.0,
-    min_share: float = 0.0,
-    max_share: float = 1.0,
-    max_budget: np.ndarray | str | Path | None = None,
-    mapping: Mapping[str, str] | str | Path | None = None,
-    fallback: Literal["raise", "campaign"] = "raise",
-    num_draws: int | None = None,
-    seed: int = 0,
-    prob: float = 0.9,
-    plot: bool = True,
-) -> tuple[Allocation, dict[str, Path]]:
-    """Daily table + revenue fit -> funnel, ROAS draws, allocation, and (with ``out_dir``) the
-    files ``allocation.csv``, ``allocation.json`` and ``allocation.png``.
-
-    Args:
-        daily: a :class:`~jaxrev.roas.daily.DailyData`, DataFrame or CSV/Parquet path.
-        revenue_fit: the folder ``jaxrev fit --out DIR`` wrote, a
-            :class:`~jaxrev.result.RevenueFit`, or :class:`~jaxrev.roas.draws.RevenueDraws`.
-        current: the current split: ``"last"`` (spend of the latest day; the default),
-            ``"total"`` (spend over the whole table), ``"even"``, or amounts per ad set.
-        max_budget: per-ad-set maximum budgets (array in ad-set order, or a CSV with columns
-            ``adset``, ``max_budget``); ``mapping``: daily ad set -> revenue ad set (dict or
-            CSV with ``adset``, ``revenue_adset``).
-        Other arguments: see :func:`~jaxrev.roas.funnel_fit.fit_funnel`,
-        :func:`~jaxrev.roas.draws.roas_draws`
-        and :func:`~jaxrev.roas.allocation.allocate`.
-    """
-    if not isinstance(daily, DailyData):
-        daily = load_daily(daily, columns, conversions_per=conversions_per, on_invalid=on_invalid)
-    if isinstance(revenue_fit, RevenueDraws):
-        revenue = revenue_fit
-    elif isinstance(revenue_fit, (str, Path)):
-        revenue = load_revenue_draws(revenue_fit)
-    else:
-        revenue = revenue_draws_from_fit(revenue_fit)
-    if isinstance(mapping, (str, Path)):
-        mapping = read_mapping(mapping)
-    adsets = daily.adsets["adset"].to_numpy()
-    if isinstance(max_budget, (str, Path)):
-        max_budget = read_caps(max_budget, adsets)
-    funnel = fit_funnel(daily, half_life=half_life, pooling=pooling)
-    roas = roas_draws(
-        seed, funnel, revenue, num_draws=num_draws, mapping=mapping, fallback=fallback
-    )
-    if isinstance(current, str):
-        current = {
-            "last": daily.adsets["last_spend"].to_numpy(float),
-            "total": daily.adsets["spend"].to_numpy(float),
-            "even": None,
-        }[current]
-    result = allocate(
-        roas,
-        budget,
-        current,
-        rule=rule,
-        power=power,
-        min_share=min_share,
-        max_share=max_share,
-        max_budget=max_budget,
-        prob=prob,
-    )
-    funnel_table = funnel.summary(prob)
-    keep = ["days", "spend", "impressions", "clicks", "conversions", "last_spend"]
-    keep += ["raw_ctr", "raw_cvr", "ctr_mean", "cvr_mean", "impressions_per_spend_mean"]
-    result.table = pd.concat([result.table, funnel_table[keep].reset_index(drop=True)], axis=1)
-    result.settings.update(
-        half_life=half_life,
-        pooling=pooling,
-        conversions_per=daily.conversions_per,
-        revenue_method=revenue.method,
-        seed=seed,
-        daily=daily.source,
-        empirical_bayes_converged=None if funnel.status is None else funnel.status.all_converged,
-    )
-    written: dict[str, Path] = {}
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        written["table"] = out / "allocation.csv"
-        result.table.to_csv(written["table"], index=False)
-        written["summary"] = out / "allocation.json"
-        payload = {
-            "totals": result.totals,
-            "settings": result.settings,
-            "data": daily.report,
-            "priors": funnel.priors_table().to_dict(orient="records"),
-        }
-        written["summary"].write_text(json.dumps(payload, indent=2, default=str))
-        if plot:
-            import matplotlib.pyplot as plt
-
-            fig = plot_allocation(result)
-            written["plot"] = out / "allocation.png"
-            fig.savefig(written["plot"], dpi=120, bbox_inches="tight")
-            plt.close(fig)
-    return result, written
-
-
-def add_allocate_parser(sub) -> None:
+def add_allocate_parser(sub, formatter_class=argparse.HelpFormatter) -> None:
     """Add the ``allocate`` subcommand to the subparsers ``sub`` of ``jaxrev``."""
     a = sub.add_parser(
         "allocate",
+        formatter_class=formatter_class,
         help="recommend tomorrow's budget split from daily funnel data and a revenue fit",
         description="Funnel (empirical-Bayes pooled per campaign) x revenue per conversion "
         "(a `jaxrev fit` output folder) -> ROAS draws -> Thompson-sampling budget split, with "
@@ -190,7 +40,7 @@ def add_allocate_parser(sub) -> None:
         "--current",
         choices=("last", "total", "even"),
         default="last",
-        help="the current split: spend of the latest day (default), of all days, or even",
+        help="the current split: spend of the latest day, of all days, or even",
     )
     a.add_argument("--half-life", type=float, default=None, help="discount half-life in days")
     a.add_argument("--pooling", choices=("campaign", "account", "none"), default="campaign")
@@ -198,7 +48,7 @@ def add_allocate_parser(sub) -> None:
         "--conversions-per",
         choices=("click", "impression"),
         default="click",
-        help="conversion-rate stage per click (default) or per impression (view-through)",
+        help="conversion-rate stage per click or per impression (view-through)",
     )
     a.add_argument("--min-share", type=float, default=0.0, help="minimum exploration share")
     a.add_argument("--max-share", type=float, default=1.0, help="maximum share per ad set")
@@ -207,7 +57,7 @@ def add_allocate_parser(sub) -> None:
         "--rule",
         choices=("thompson", "proportional"),
         default="thompson",
-        help="thompson: each posterior draw's best split, averaged (default); proportional: "
+        help="thompson: each posterior draw's best split, averaged; proportional: "
         "shares ∝ P(best)^power within floors and caps",
     )
     a.add_argument(
@@ -217,31 +67,53 @@ def add_allocate_parser(sub) -> None:
         "--revenue-fallback",
         choices=("raise", "campaign"),
         default="raise",
-        help="ad sets missing from the revenue fit: error (default) or their campaign's mean",
+        help="ad sets missing from the revenue fit: error, or their campaign's mean",
     )
     a.add_argument("--revenue-map", type=Path, default=None, help="CSV: adset, revenue_adset")
-    a.add_argument("--num-draws", type=int, default=None)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument(
+        "--num-draws", type=int, default=None, help="ROAS draws (default: the revenue fit's)"
+    )
+    a.add_argument("--seed", type=int, default=0, help="random seed")
     a.add_argument("--prob", type=float, default=0.9, help="interval probability")
-    a.add_argument("--on-invalid", choices=("raise", "drop"), default="raise")
-    a.add_argument("--no-plot", action="store_true")
+    a.add_argument(
+        "--on-invalid",
+        choices=("raise", "drop"),
+        default="raise",
+        help="stop on invalid rows, or drop and list them",
+    )
+    a.add_argument("--no-plot", action="store_true", help="write no PNG figure")
     cols = a.add_argument_group("columns (default: our names, or the Kaggle table's)")
     for name in ("adset", "campaign", "day", "spend", "impressions", "clicks", "conversions", "ad"):
-        cols.add_argument(f"--{name}-col", default=None)
+        cols.add_argument(f"--{name}-col", default=None, help=f"{name} column")
 
 
 def allocate_command(args) -> int:
-    """Run ``jaxrev allocate`` with the parsed ``args``; returns the exit status (2: bad input)."""
+    """Run ``jaxrev allocate`` with the parsed ``args``; returns the exit status (2: bad input
+    or an output that cannot be written)."""
+    import pandas as pd
+
+    from jaxrev.datasets.daily import load_daily_bundled
+    from jaxrev.errors import InputFileError, InvalidDataError, OutputError
+    from jaxrev.files import overlapping_input
+    from jaxrev.roas.daily import DailyColumns, load_daily
+    from jaxrev.roas.draws import MissingAdsetsError
+    from jaxrev.roas.run import ALLOCATION_FILES, run_allocate
+
     source, name = args.daily, None
-    if source.startswith(BUNDLED_PREFIX):
-        name = source
-        source = load_daily_bundled(source[len(BUNDLED_PREFIX) :])
+    daily_path = None if source.startswith(BUNDLED_PREFIX) else source
+    clash = overlapping_input(args.out, [daily_path, args.caps, args.revenue_map], ALLOCATION_FILES)
+    if clash is not None:
+        print(f"error: --out {args.out} would overwrite the input {clash}", file=sys.stderr)
+        return 2
     columns = {
         field: getattr(args, f"{field}_col")
         for field in DailyColumns._fields
         if getattr(args, f"{field}_col") is not None
     }
     try:
+        if source.startswith(BUNDLED_PREFIX):
+            name = source
+            source = load_daily_bundled(source[len(BUNDLED_PREFIX) :])
         daily = load_daily(
             source,
             columns or None,
@@ -270,7 +142,14 @@ def allocate_command(args) -> int:
             prob=args.prob,
             plot=not args.no_plot,
         )
-    except (InvalidDataError, MissingAdsetsError, ValueError, FileNotFoundError) as err:
+    except (
+        InvalidDataError,
+        InputFileError,
+        MissingAdsetsError,
+        ValueError,
+        OutputError,
+        FileNotFoundError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     table = result.table.sort_values("budget", ascending=False)
@@ -279,9 +158,9 @@ def allocate_command(args) -> int:
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print(table[shown].round(3).to_string(index=False, max_rows=40))
     print(result.summary_text())
-    for name, path in written.items():
-        print(f"wrote {name}: {path}")
+    for label, path in written.items():
+        print(f"wrote {label}: {path}")
     return 0
 
 
-__all__ = ["add_allocate_parser", "allocate_command", "read_caps", "read_mapping", "run_allocate"]
+__all__ = ["add_allocate_parser", "allocate_command"]

@@ -11,7 +11,7 @@ import pytest
 from jaxrev.cli import main
 from jaxrev.datasets.daily import load_daily_bundled
 from jaxrev.inference import fit
-from jaxrev.roas.cli import run_allocate
+from jaxrev.roas import run_allocate
 from jaxrev.roas.draws import load_revenue_draws, revenue_draws_from_fit
 from jaxrev.roas.funnel_fit import fit_funnel
 from jaxrev.roas.market import market_daily_table, observe_day, simulate_market
@@ -167,3 +167,13 @@ def test_the_bundled_daily_table_and_the_datasets_list(capsys):
     funnel = fit_funnel(table)
     assert funnel.data.num_adsets == 19 and funnel.data.report["days"] == 28
     assert funnel.status.all_converged
+
+
+def test_out_that_would_overwrite_the_daily_table_is_refused(daily_csv, fit_dir, tmp_path, capsys):
+    base = ["--revenue-fit", str(fit_dir), "--budget", "100"]
+    assert main(["allocate", str(daily_csv), *base, "--out", str(daily_csv)]) == 2
+    assert f"would overwrite the input {daily_csv}" in capsys.readouterr().err
+    daily = tmp_path / "allocation.csv"
+    daily.write_bytes(daily_csv.read_bytes())
+    assert main(["allocate", str(daily), *base, "--out", str(tmp_path)]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
