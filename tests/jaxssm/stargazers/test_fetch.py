@@ -39,12 +39,12 @@ from fake_github import (
     too_many_requests,
 )
 
+from jaxssm.cli import add_fetch_arguments
 from jaxssm.stargazers import fetch as fetch_module
 from jaxssm.stargazers.fetch import (
     COLUMNS,
     FetchProgressPrinter,
     FetchStateError,
-    add_fetch_arguments,
     fetch_stargazers,
     read_fetch_meta,
     run_fetch,
