@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Poisson dynamic factor model and writes report.html and CSV tables into --out. A table "
         "spanning fewer than 3 windows is refused (exit 2: pass a shorter --freq); numbers of "
         "factors above min(windows - 1, locations) are left out of --candidates (q = 0, the "
-        "static model, always stays).",
+        "static model, when none is left).",
         epilog=EXIT_CODES,
         formatter_class=_ShowDefaults,
     )
@@ -293,9 +293,12 @@ def run_report(args) -> int:
             progress=None if args.quiet else (lambda line: print(line, file=sys.stderr)),
         )
     except KeyboardInterrupt:
+        from jaxssm.stargazers.report import OUTPUTS
+
+        kept = [name for name in OUTPUTS if (args.out / name).is_file()]
         print(
-            f"interrupted: the tables written so far are in {args.out} (report.html is written "
-            "last); run the same command again to redo the report",
+            f"interrupted: {len(kept)} of the report's files are in {args.out} (report.html is "
+            "written last); run the same command again to redo the report",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

@@ -108,9 +108,24 @@ def make_folder(path: str | os.PathLike) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise OutputError(f"cannot create the folder {path}: a file is in the way") from None
+        raise OutputError(f"cannot create the output folder {path}: a file is in the way") from None
     except OSError as err:
-        raise OutputError(f"cannot create the folder {path}: {err.strerror or err}") from None
+        raise OutputError(
+            f"cannot create the output folder {path}: {err.strerror or err}"
+        ) from None
+    return path
+
+
+def writable_folder(path: str | os.PathLike) -> Path:
+    """:func:`make_folder`, then check that files can be created in it, so that a command
+    fails before its long computation rather than at its first output.
+
+    Raises:
+        OutputError: one line naming the path.
+    """
+    path = make_folder(path)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into the output folder {path}: permission denied")
     return path
 
 

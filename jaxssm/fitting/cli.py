@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxssm.errors import InputError, OutputError
-from jaxssm.files import make_folder, overwritten_input
+from jaxssm.files import overwritten_input, writable_folder
 from jaxssm.fitting.inputs import candidate_factors, check_options, read_inputs
 from jaxssm.fitting.run import OUTPUTS, FitRun, fit_wide_table
 
@@ -66,9 +66,9 @@ def run_fit(args) -> int:
         if clash is not None:
             raise InputError(f"--out {out}: would overwrite the input {clash[0]}")
         try:
-            make_folder(out)
+            writable_folder(out)
         except OutputError as err:
-            raise InputError(f"cannot create the output folder {out}: {err}") from None
+            raise InputError(str(err)) from None
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -409,9 +409,9 @@ def analyze(
 def usable_candidates(candidates: tuple[int, ...], N: int, m: int) -> tuple[int, ...]:
     """The numbers of factors q of ``candidates`` that N windows and m locations can identify,
     q <= min(N - 1, m) (a factor needs two windows to have dynamics), in their order; the
-    static model q = 0 always stays."""
+    static model q = 0 when none is left."""
     kept = tuple(q for q in candidates if q <= min(N - 1, m))
-    return kept if 0 in kept else (0, *kept)
+    return kept or (0,)
 
 
 def future_labels(windows: WindowedCounts, horizon: int, freq: str) -> list[str]:

@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from jaxssm.errors import InputError
-from jaxssm.files import csv_bytes, make_folder, overwritten_input, write_atomic
+from jaxssm.files import (
+    csv_bytes,
+    make_folder,
+    overwritten_input,
+    writable_folder,
+    write_atomic,
+)
 from jaxssm.locations import country_name
 from jaxssm.stargazers import plots
 from jaxssm.stargazers.analysis import AnalysisOptions, StargazerAnalysis, analyze, future_labels
@@ -45,8 +51,9 @@ OUTPUTS = (
     "report.html",
 )
 
-#: The tables' floats: 7 significant digits (no float32 noise such as 886.159973).
-FLOAT_FORMAT = "%.7g"
+#: The tables' floats: 10 significant digits; float32 columns as their shortest float32 text
+#: (886.16, not 886.159973).
+FLOAT_FORMAT = "%.10g"
 
 ASSUMPTIONS = (
     "Locations are missing at random within a window: a stargazer without a usable location "
@@ -115,6 +122,11 @@ class _Tables:
         self.out = out
 
     def __call__(self, frame: pd.DataFrame, name: str, index: bool = False) -> str:
+        single = [c for c in frame.columns if frame[c].dtype == np.float32]
+        if single:  # float32 → float64 through its shortest text: no float32 noise digits
+            frame = frame.copy()
+            for c in single:
+                frame[c] = frame[c].astype(str).astype(float)
         write_atomic(self.out / name, csv_bytes(frame, FLOAT_FORMAT, index=index))
         return name
 
@@ -373,10 +385,11 @@ def analyze_and_report(
     ``.meta.json`` (written by the fetcher), else the first star and the file name.
 
     Raises:
-        InputError: ``out_dir`` is a file, or would receive a file over the input.
+        InputError: ``out_dir`` would receive a file over the input.
         StargazersError: the table cannot be used (naming the file, line and column), or it
             spans too few windows.
-        OutputError: an output could not be written (naming the path).
+        OutputError: the folder or an output could not be written (naming the path); the folder
+            is checked before the analysis runs.
     """
     text = str(source)
     path = bundled_path(text.split(":", 1)[1]) if text.startswith("bundled:") else Path(text)
@@ -387,10 +400,9 @@ def analyze_and_report(
             f"{clash[1].name} there); choose another folder",
             file=clash[0],
         )
-    if Path(out_dir).exists() and not Path(out_dir).is_dir():
-        raise InputError(f"--out {out_dir}: is a file, not a folder")
     meta = read_metadata(path)
     table = read_stargazers(path)
+    writable_folder(out_dir)
     analysis = analyze(
         table,
         created_at=created_at or meta.get("created_at"),
