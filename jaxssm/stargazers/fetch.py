@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import httpx
 
+from jaxssm.files import write_atomic
 from jaxssm.stargazers.github import (
     GITHUB_GRAPHQL_URL,
     MAX_PAGE_SIZE,
@@ -215,12 +216,7 @@ def _write_at(path: Path, offset: int, payload: bytes) -> int:
 
 def _write_meta(path: Path, meta: FetchMeta) -> None:
     """Replace the meta file atomically (a crash leaves the old or the new one, never half)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(meta.to_json())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, meta.to_json().encode("utf-8"))
 
 
 def _read_users(path: Path, limit_bytes: int) -> list[str]:
@@ -241,9 +237,7 @@ def _write_parquet(files: OutputFiles) -> None:
 
     frame = pd.read_csv(files.data, dtype=str, keep_default_na=False, na_filter=False)
     frame = frame.reindex(columns=list(COLUMNS), fill_value="")
-    tmp = files.out.with_name(files.out.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, files.out)
+    write_atomic(files.out, lambda handle: frame.to_parquet(handle, index=False))
 
 
 def _unseen(rows: Iterable[Stargazer], seen: set[str]) -> list[Stargazer]:
