@@ -13,7 +13,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -90,9 +90,64 @@ def write_folder(path: str | os.PathLike, files: Mapping[str, bytes]) -> dict[st
 
 
 def csv_bytes(frame: pd.DataFrame, float_format: str | None = None, index: bool = False) -> bytes:
-    """``frame`` as CSV bytes (``\\n`` line ends); ``float_format`` None writes each float's
-    shortest exact representation (read back with pandas, the same float64)."""
-    return frame.to_csv(index=index, lineterminator="\n", float_format=float_format).encode()
+    """``frame`` as CSV bytes, RFC 4180: ``\\r\\n`` row ends, and every field holding a comma,
+    a quote, a ``\\r`` or a ``\\n`` quoted, so a reader gets back exactly the rows written (with
+    ``\\n`` row ends a lone ``\\r`` would go unquoted and split its row). ``float_format`` None
+    writes each float's shortest exact representation (read back with pandas, the same
+    float64)."""
+    return frame.to_csv(index=index, lineterminator="\r\n", float_format=float_format).encode()
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` (and its parents) if needed.
+
+    Raises:
+        OutputError: one line naming the path (under a file, read-only, disk full).
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot create the output folder {path}: a file is in the way") from None
+    except OSError as err:
+        raise OutputError(
+            f"cannot create the output folder {path}: {err.strerror or err}"
+        ) from None
+    return path
+
+
+def writable_folder(path: str | os.PathLike) -> Path:
+    """:func:`make_folder`, then check that files can be created in it, so that a command
+    fails before its long computation rather than at its first output.
+
+    Raises:
+        OutputError: one line naming the path.
+    """
+    path = make_folder(path)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into the output folder {path}: permission denied")
+    return path
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` are the same file (links resolved; False if ``b`` is absent)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def overwritten_input(
+    outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike | None]
+) -> tuple[Path, Path] | None:
+    """The first (input, output) pair where writing ``output`` would replace ``input``, or
+    None. A command refuses to run then (its ``--out`` points at its own input)."""
+    outputs = [Path(o) for o in outputs]
+    for given in filter(None, inputs):
+        for output in outputs:
+            if same_file(given, output):
+                return Path(given), output
+    return None
 
 
 def plain(value):

@@ -28,9 +28,10 @@ do not belong together). Held-out cells count as missing in ``imputation.csv`` a
 **Precision**: the command computes in float64 (``jax.enable_x64`` for the run only), so its
 tables agree with the Python API called in float64 to rounding; CSVs hold 10 significant digits.
 
-**Exit codes**: 0 done; 2 bad input or usage (nothing written); 3 written, but the fit is not
-converged (``--allow-unconverged`` accepts it) or a figure failed; 1 an output could not be
-written (the message names the path); 130 interrupted (the files written so far are kept).
+**Exit codes**: 0 done; 2 bad input or usage (nothing written), or an output that could not be
+written (one line naming the path; the files written before it are whole); 3 written, but the
+fit is not converged (``--allow-unconverged`` accepts it) or a figure failed; 130 interrupted
+(the files written so far are kept).
 
 Modules: :mod:`~jaxssm.fitting.inputs` (reading and checking the tables and options),
 :mod:`~jaxssm.fitting.run` (the fit and its outputs; the parameter tables are

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxssm.errors import InputError
+from jaxssm.errors import InputError, OutputError
+from jaxssm.files import overwritten_input, writable_folder
 from jaxssm.fitting.inputs import candidate_factors, check_options, read_inputs
 from jaxssm.fitting.run import OUTPUTS, FitRun, fit_wide_table
 
-EXIT_OK, EXIT_WRITE_FAILED, EXIT_BAD_INPUT, EXIT_UNCONVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_BAD_INPUT, EXIT_UNCONVERGED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
 def _remove_earlier_outputs(out: Path) -> None:
@@ -59,13 +60,15 @@ def run_fit(args) -> int:
         check_options(args)
         inputs = read_inputs(args.counts, args.heldout, args.offset)
         candidate_factors(args.factors, args.candidates, inputs.counts.values.shape, args.counts)
-        for given in filter(None, (args.counts, args.heldout, args.offset)):
-            if Path(given).resolve() in {(out / name).resolve() for name in OUTPUTS}:
-                raise InputError(f"--out {out}: would overwrite the input {given}")
+        clash = overwritten_input(
+            [out / name for name in OUTPUTS], (args.counts, args.heldout, args.offset)
+        )
+        if clash is not None:
+            raise InputError(f"--out {out}: would overwrite the input {clash[0]}")
         try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise InputError(f"cannot create the output folder {out}: {err.strerror}") from err
+            writable_folder(out)
+        except OutputError as err:
+            raise InputError(str(err)) from None
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -90,9 +93,9 @@ def run_fit(args) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except OSError as err:
+    except OSError as err:  # OutputError: one line naming the path (disk full, read-only)
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
+        return EXIT_BAD_INPUT
     except ValueError as err:  # InputError, DataError and the library's argument checks
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT

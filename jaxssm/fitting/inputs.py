@@ -2,14 +2,14 @@
 and the numeric options, before anything is written (:mod:`jaxssm.fitting`).
 
 A bad input raises :class:`~jaxssm.errors.InputError`, one line naming the file, row (and window)
-and column, or the option. Rows are counted as a spreadsheet shows them (the header is row 1; for
+and column, or the option; the file-level checks (missing, folder, empty, encoding, NUL, bare
+carriage return, repeated column) are :func:`jaxssm.tables.read_records`'s.
+Rows are counted as a spreadsheet shows them (the header is row 1; for
 Parquet the first data row is row 1).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxssm.errors import InputError
+from jaxssm.tables import read_records
 
 #: Cell texts read as a missing count.
 MISSING_TEXTS = frozenset({"", "NA", "NaN", "nan"})
@@ -32,63 +33,6 @@ class WideTable(NamedTuple):
     windows: list[str]
     locations: list[str]
     values: np.ndarray
-
-
-def _delimiter(path: Path, first_line: str) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".tsv", ".tab"):
-        return "\t"
-    if suffix == ".csv" and "," in first_line:
-        return ","
-    counts = {d: first_line.count(d) for d in (",", "\t", ";")}
-    best = max(counts, key=counts.get)
-    return best if counts[best] else ","
-
-
-def _raw_rows(path: Path) -> tuple[list[str], list[tuple[int, list]], int]:
-    """The header, the data rows with their row numbers, and the number of the first data row
-    (2 for text files, whose header is row 1; 1 for Parquet)."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a table")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        import pandas as pd
-
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises many types for a file that is not Parquet
-            raise InputError(f"{path}: cannot be read as Parquet: {err}") from err
-        if not isinstance(frame.index, pd.RangeIndex):
-            frame = frame.reset_index()
-        header = [str(c) for c in frame.columns]
-        rows = [(i + 1, list(r)) for i, r in enumerate(frame.itertuples(index=False, name=None))]
-        return header, rows, 1
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
-    except UnicodeDecodeError as err:
-        raise InputError(
-            f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8"
-        ) from err
-    except OSError as err:
-        raise InputError(f"{path}: cannot be read: {err.strerror or err}") from err
-    if not text.strip():
-        raise InputError(f"{path}: the file is empty")
-    reader = csv.reader(
-        io.StringIO(text, newline=""), delimiter=_delimiter(path, text.split("\n", 1)[0])
-    )
-    records: list[list[str]] = []
-    try:
-        for record in reader:
-            records.append(record)
-    except csv.Error as err:
-        raise InputError(f"{path}, row {len(records) + 1}: cannot be read as CSV: {err}") from err
-    numbered = [(n, r) for n, r in enumerate(records, start=1) if any(c.strip() for c in r)]
-    if not numbered:
-        raise InputError(f"{path}: no header (every row is empty)")
-    header = numbered[0][1]
-    return header, numbered[1:], 2
 
 
 def _control_character(text: str) -> bool:
@@ -121,7 +65,7 @@ def read_wide_table(path: str | os.PathLike, kind: str = "counts") -> WideTable:
             message, and as the error's ``file``, ``row`` and ``column`` for a bad cell).
     """
     path = Path(path)
-    header, rows, first = _raw_rows(path)
+    header, rows, first = read_records(path)
     where = lambda row, column: f"{path}, row {row}, column {column!r}"  # noqa: E731
     in_header = "row 1" if first == 2 else "the header"
     header = [str(h).strip() for h in header]

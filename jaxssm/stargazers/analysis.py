@@ -33,10 +33,14 @@ from jaxssm.stargazers.imputation import (
     impute_locations,
     most_likely_locations,
 )
+from jaxssm.stargazers.ingest import StargazersError
 from jaxssm.stargazers.regions import group_of, region_table
 from jaxssm.stargazers.windows import WindowedCounts, window_width, windowed_counts
 
 LOCATED_STATUSES = ("ok", "multi")
+
+#: The fewest windows an analysis accepts: it compares windows over time.
+MIN_WINDOWS = 3
 
 
 @dataclass(frozen=True)
@@ -315,7 +319,25 @@ def analyze(
     )
     result = StargazerAnalysis(located, windows, settings, start, timings=timings)
     X = windows.counts.to_numpy(float)
-    m = X.shape[1]
+    N, m = X.shape
+    if N - settings.drop_first < MIN_WINDOWS:
+        raise StargazersError(
+            f"the stars span {N} window(s) of width {settings.freq!r}"
+            + (f", {settings.drop_first} dropped" if settings.drop_first else "")
+            + f": the analysis compares windows over time and needs at least {MIN_WINDOWS}; "
+            "pass a shorter --freq (e.g. W or D) or a table with more stars"
+        )
+    if m == 0:
+        raise StargazersError(
+            "no stargazer could be located (every location is empty or unrecognised): there "
+            "are no counts to model"
+        )
+    candidates = usable_candidates(settings.candidates, N, m)
+    if candidates != tuple(settings.candidates):
+        say(
+            f"only q in {{{', '.join(map(str, candidates))}}} compared: {N} windows and {m} "
+            f"locations allow at most {min(N - 1, m)} factors"
+        )
     key = jax.random.key(settings.seed)
     k_sel, k_imp, k_fc = jax.random.split(key, 3)
 
@@ -340,7 +362,7 @@ def analyze(
     result.selection = select_num_factors(
         k_sel,
         X,
-        candidates=settings.candidates,
+        candidates=candidates,
         emissions=settings.emissions,
         mask=observed,
         offset=offset,
@@ -382,6 +404,14 @@ def analyze(
     )
     done("forecast", f"{settings.horizon} windows ahead")
     return result
+
+
+def usable_candidates(candidates: tuple[int, ...], N: int, m: int) -> tuple[int, ...]:
+    """The numbers of factors q of ``candidates`` that N windows and m locations can identify,
+    q <= min(N - 1, m) (a factor needs two windows to have dynamics), in their order; the
+    static model q = 0 when none is left."""
+    kept = tuple(q for q in candidates if q <= min(N - 1, m))
+    return kept or (0,)
 
 
 def future_labels(windows: WindowedCounts, horizon: int, freq: str) -> list[str]:

@@ -49,6 +49,7 @@ from typing import NamedTuple
 
 import httpx
 
+from jaxssm.files import write_atomic
 from jaxssm.stargazers.github import (
     GITHUB_GRAPHQL_URL,
     MAX_PAGE_SIZE,
@@ -195,7 +196,7 @@ def read_fetch_meta(out: str | os.PathLike) -> FetchMeta | None:
 
 def _encode_rows(rows: Iterable[Stargazer], header: bool) -> bytes:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180: a lone \r is quoted too
     if header:
         writer.writerow(COLUMNS)
     writer.writerows(rows)
@@ -215,12 +216,7 @@ def _write_at(path: Path, offset: int, payload: bytes) -> int:
 
 def _write_meta(path: Path, meta: FetchMeta) -> None:
     """Replace the meta file atomically (a crash leaves the old or the new one, never half)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(meta.to_json())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, meta.to_json().encode("utf-8"))
 
 
 def _read_users(path: Path, limit_bytes: int) -> list[str]:
@@ -241,9 +237,7 @@ def _write_parquet(files: OutputFiles) -> None:
 
     frame = pd.read_csv(files.data, dtype=str, keep_default_na=False, na_filter=False)
     frame = frame.reindex(columns=list(COLUMNS), fill_value="")
-    tmp = files.out.with_name(files.out.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, files.out)
+    write_atomic(files.out, lambda handle: frame.to_parquet(handle, index=False))
 
 
 def _unseen(rows: Iterable[Stargazer], seen: set[str]) -> list[Stargazer]:
@@ -505,33 +499,6 @@ class FetchProgressPrinter:
             print(progress.line(), file=self.stream, flush=True)
 
 
-def add_fetch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the arguments of ``jaxssm stargazers fetch OWNER/REPO --out FILE`` to ``parser``."""
-    parser.add_argument("repository", help="OWNER/REPO or https://github.com/OWNER/REPO")
-    parser.add_argument(
-        "--out", required=True, type=Path, help="output table, .csv or .parquet (resumable)"
-    )
-    parser.add_argument(
-        "--token-env", default="GITHUB_TOKEN", help="env var holding the token (GITHUB_TOKEN)"
-    )
-    parser.add_argument("--api-url", default=GITHUB_GRAPHQL_URL, help="GraphQL endpoint")
-    parser.add_argument("--page-size", type=int, default=MAX_PAGE_SIZE, help="1 to 100")
-    parser.add_argument(
-        "--max-attempts", type=int, default=6, help="attempts of one request (default 6)"
-    )
-    parser.add_argument(
-        "--wait-cap",
-        type=float,
-        default=Backoff().wait_cap_s,
-        help="longest single sleep in seconds before a progress line (default 900)",
-    )
-    parser.add_argument(
-        "--refresh", action="store_true", help="fetch again even if a complete fetch is on disk"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    return parser
-
-
 def run_fetch(args: argparse.Namespace) -> int:
     """Run a fetch from parsed arguments; 0 when complete, 2 for unusable arguments or files,
     3 when the fetch stopped (the rows so far are kept), 130 after Ctrl-C."""
@@ -559,8 +526,16 @@ def run_fetch(args: argparse.Namespace) -> int:
         )
         return 3
     except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume.", file=sys.stderr)
+        print(
+            f"interrupted: the stargazers fetched so far are saved in {args.out}; run the same "
+            "command again to resume (--refresh starts over).",
+            file=sys.stderr,
+        )
         return 130
+    except OSError as err:  # disk full, read-only, a path under a file: one line, the path named
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     state = "complete" if result.complete else "incomplete"
     print(
         f"wrote {result.out}: {result.rows} stargazers of {result.repository} ({state}; "

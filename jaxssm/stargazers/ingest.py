@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jaxssm.errors import DataError
-from jaxssm.locations.table import LocationTableError, read_table
+from jaxssm.errors import DataError, InputError
+from jaxssm.tables import read_frame
 
 USER_NAMES = ("user", "login", "username", "user_login", "stargazer")
 TIME_NAMES = ("starred_at", "starredat", "starred", "date", "timestamp", "time")
@@ -45,19 +45,28 @@ def _find_column(frame: pd.DataFrame, asked: str | None, names: tuple[str, ...],
     )
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def _read_file(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """The table and each row's number (checked: :mod:`jaxssm.tables`)."""
     try:
-        return read_table(path)
-    except LocationTableError as err:
-        raise StargazersError(str(err)) from err
+        return read_frame(path)
+    except InputError as err:
+        raise StargazersError(str(err), file=err.file, row=err.row, column=err.column) from None
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """The fetcher's (or the demo's) sidecar ``<stem>.meta.json`` next to a table, if any."""
     path = Path(path)
     for candidate in (path.with_suffix(".meta.json"), Path(str(path) + ".meta.json")):
-        if candidate.exists():
-            return json.loads(candidate.read_text())
+        if candidate.is_file():
+            try:
+                meta = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise StargazersError(
+                    f"{candidate}: cannot be read as the table's metadata (JSON): {err}; fix or "
+                    "delete it",
+                    file=candidate,
+                ) from None
+            return meta if isinstance(meta, dict) else {}
     return {}
 
 
@@ -76,10 +85,11 @@ def read_stargazers(
             user.
     """
     if isinstance(source, pd.DataFrame):
-        frame, src, first_line = source.reset_index(drop=True), "table", 0
+        frame, src, numbers = source.reset_index(drop=True), "table", None
     else:
         path = Path(source)
-        frame, src, first_line = _read_file(path).reset_index(drop=True), str(path), 2
+        frame, numbers = _read_file(path)
+        src = str(path)
     user_col = _find_column(frame, user, USER_NAMES, "user (login)", src)
     time_col = _find_column(frame, starred_at, TIME_NAMES, "star time", src)
     loc_col = _find_column(frame, location, LOCATION_NAMES, "location", src)
@@ -88,8 +98,13 @@ def read_stargazers(
         """Raise for the first row flagged in ``bad``, naming the file, line and column."""
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            where = f"line {row + first_line}" if first_line else f"row {row}"
-            raise StargazersError(f"{src}: {where}, column {column!r}: {problem(row, bad.sum())}")
+            where = f"line {numbers[row]}" if numbers else f"row {row}"
+            raise StargazersError(
+                f"{src}: {where}, column {column!r}: {problem(row, bad.sum())}",
+                file=None if numbers is None else src,
+                row=numbers[row] if numbers else row,
+                column=column,
+            )
 
     raw_time = frame[time_col]
     times = pd.to_datetime(raw_time, utc=True, errors="coerce", format="mixed")

@@ -18,12 +18,42 @@ import jinja2
 import numpy as np
 import pandas as pd
 
+from jaxssm.errors import InputError
+from jaxssm.files import (
+    csv_bytes,
+    make_folder,
+    overwritten_input,
+    writable_folder,
+    write_atomic,
+)
 from jaxssm.locations import country_name
 from jaxssm.stargazers import plots
 from jaxssm.stargazers.analysis import AnalysisOptions, StargazerAnalysis, analyze, future_labels
 from jaxssm.stargazers.ingest import read_metadata, read_stargazers
 from jaxssm.stargazers.regions import LATIN_AMERICA
 from jaxssm.stargazers.windows import covering_set, describe_width
+
+#: Every file the report writes into its folder, each atomically (a temporary file, then a rename).
+OUTPUTS = (
+    "growth.csv",
+    "counts.csv",
+    "top_locations.csv",
+    "proportions.csv",
+    "stationarity.json",
+    "model_selection.csv",
+    "share_changes.csv",
+    "imputed_totals.csv",
+    "imputed_by_window.csv",
+    "most_likely_locations.csv",
+    "region_totals.csv",
+    "region_share_forecast.csv",
+    "location_share_forecast.csv",
+    "report.html",
+)
+
+#: The tables' floats: 10 significant digits; float32 columns as their shortest float32 text
+#: (886.16, not 886.159973).
+FLOAT_FORMAT = "%.10g"
 
 ASSUMPTIONS = (
     "Locations are missing at random within a window: a stargazer without a usable location "
@@ -92,7 +122,12 @@ class _Tables:
         self.out = out
 
     def __call__(self, frame: pd.DataFrame, name: str, index: bool = False) -> str:
-        frame.to_csv(self.out / name, index=index)
+        single = [c for c in frame.columns if frame[c].dtype == np.float32]
+        if single:  # float32 → float64 through its shortest text: no float32 noise digits
+            frame = frame.copy()
+            for c in single:
+                frame[c] = frame[c].astype(str).astype(float)
+        write_atomic(self.out / name, csv_bytes(frame, FLOAT_FORMAT, index=index))
         return name
 
 
@@ -163,7 +198,8 @@ def _stationarity(analysis: StargazerAnalysis, csv: _Tables, out: Path) -> dict:
     drift = analysis.drift
     if drift is not None:
         stationarity["drift_test"] = drift.as_dict()
-    (out / "stationarity.json").write_text(json.dumps(stationarity, indent=2, default=float))
+    text = json.dumps(stationarity, indent=2, default=float) + "\n"
+    write_atomic(out / "stationarity.json", text.encode("utf-8"))
     section = {
         "verdict": analysis.verdict(),
         "level": analysis.settings.level,
@@ -270,10 +306,12 @@ def write_report(
     """Write ``report.html`` and the CSV tables into ``out_dir``; return the HTML path.
 
     The tables are written as each section is made (a failure late in the run keeps them); the
-    page, ``templates/report.html.j2``, is rendered last.
+    page, ``templates/report.html.j2``, is rendered last. Every file is written atomically.
+
+    Raises:
+        OutputError: a file or the folder could not be written (one line naming the path).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out_dir)
     s = analysis.settings
     names = _names(analysis.locations) if s.level == "country" else {}
     csv = _Tables(out)
@@ -295,7 +333,7 @@ def write_report(
         timings=analysis.timings,
     )
     path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
+    write_atomic(path, page.encode("utf-8"))
     return path
 
 
@@ -317,15 +355,54 @@ def report_from_file(
     repository: str | None = None,
     progress=None,
 ) -> Path:
-    """Read a stargazers table (or ``bundled:demo``), run :func:`analyze` and write the report.
+    """Read a stargazers table (or ``bundled:demo``), run :func:`analyze` and write the report;
+    the path of ``report.html`` (see :func:`analyze_and_report`)."""
+    return analyze_and_report(
+        source,
+        out_dir,
+        settings=settings,
+        normalizer=normalizer,
+        created_at=created_at,
+        repository=repository,
+        progress=progress,
+    )[1]
+
+
+def analyze_and_report(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    settings=None,
+    normalizer=None,
+    created_at=None,
+    repository: str | None = None,
+    progress=None,
+) -> tuple[StargazerAnalysis, Path]:
+    """Read a stargazers table (or ``bundled:demo``), run :func:`analyze` and write the report;
+    the analysis and the path of ``report.html``.
 
     $T_0$ and the repository's name come from the arguments, else from the table's sidecar
     ``.meta.json`` (written by the fetcher), else the first star and the file name.
+
+    Raises:
+        InputError: ``out_dir`` would receive a file over the input.
+        StargazersError: the table cannot be used (naming the file, line and column), or it
+            spans too few windows.
+        OutputError: the folder or an output could not be written (naming the path); the folder
+            is checked before the analysis runs.
     """
     text = str(source)
     path = bundled_path(text.split(":", 1)[1]) if text.startswith("bundled:") else Path(text)
+    clash = overwritten_input([Path(out_dir) / name for name in OUTPUTS], [path])
+    if clash is not None:
+        raise InputError(
+            f"--out {out_dir}: would overwrite the input {clash[0]} (the report writes "
+            f"{clash[1].name} there); choose another folder",
+            file=clash[0],
+        )
     meta = read_metadata(path)
     table = read_stargazers(path)
+    writable_folder(out_dir)
     analysis = analyze(
         table,
         created_at=created_at or meta.get("created_at"),
@@ -336,4 +413,4 @@ def report_from_file(
     if progress:
         progress("report ...")
     out = write_report(analysis, out_dir, repository=repository or meta.get("repository"))
-    return out
+    return analysis, out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import io
 import json
 import os
@@ -39,12 +40,12 @@ from fake_github import (
     too_many_requests,
 )
 
+from jaxssm.cli import add_fetch_arguments
 from jaxssm.stargazers import fetch as fetch_module
 from jaxssm.stargazers.fetch import (
     COLUMNS,
     FetchProgressPrinter,
     FetchStateError,
-    add_fetch_arguments,
     fetch_stargazers,
     read_fetch_meta,
     run_fetch,
@@ -653,3 +654,26 @@ def test_printer_throttles_pages_but_not_waits():
         "900",
         "1000",
     ]
+
+
+def test_run_fetch_disk_full_is_one_line_naming_the_file(hub, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    out = tmp_path / "s.csv"
+
+    def full_disk(path, offset, payload):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(fetch_module, "_write_at", full_disk)
+    args = parse(["acme/rocket", "--out", str(out), "--api-url", hub.url, "--quiet"])
+    assert run_fetch(args) == 2
+    assert capsys.readouterr().err == f"error: {out}: No space left on device\n"
+
+
+def test_a_location_with_line_breaks_round_trips(tmp_path, sleeper):
+    stars = [FakeStar("a", "2024-01-01T00:00:00Z", "Rio\rde\nJaneiro"),
+             FakeStar("b", "2024-01-02T00:00:00Z", 'say "hi", bye')]  # fmt: skip
+    with FakeGitHub(stars, token=TOKEN) as server:
+        run(server, tmp_path / "s.csv", sleeper)
+    assert csv_rows(tmp_path / "s.csv") == expected(stars)
+    frame = pd.read_csv(tmp_path / "s.csv", keep_default_na=False)
+    assert frame["location"].tolist() == ["Rio\rde\nJaneiro", 'say "hi", bye']
