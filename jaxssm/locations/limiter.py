@@ -15,10 +15,10 @@ Guarantees, for each budget with limit ``L`` per minute and ``t0`` the first adm
    idle gap, at most one bucket (one second of the limit, at least one unit) goes out at once.
 
 An admission is *recorded* in both logs at one instant, when every wait is over and the request
-goes out (not when its first budget let it through), and an admission that waits for the oldest
-entries to leave the window waits ``margin_s`` past the window edge: a server that counts a
-request at its arrival, a few milliseconds after it was recorded, never sees ``L + 1`` in its own
-window when its limit equals the client's.
+goes out (not when its first budget let it through), and the log counts each admission for
+``margin_s`` past the window edge: a server that counts a request at its arrival, a few
+milliseconds after it was recorded, never sees ``L + 1`` in its own window when its limit equals
+the client's (the price: a steady rate ``margin_s / 60`` below the limit).
 
 A 429 calls :meth:`DualLimiter.cooldown`, which pauses every admission until it ends. A limiter
 belongs to one event loop (like the ``AsyncLimiter`` it wraps).
@@ -81,12 +81,14 @@ class _Budget:
             )
 
     def _expire(self, now: float) -> None:
-        while self._log and self._log[0][0] <= now - self.window:
+        """Forget admissions older than the window plus the margin."""
+        while self._log and self._log[0][0] <= now - self.window - self.margin:
             self._in_window -= self._log.popleft()[1]
 
     async def wait(self, amount: float, loop: asyncio.AbstractEventLoop) -> None:
-        """Wait until ``amount`` fits: the pacing bucket, then the window log (``margin`` past
-        the edge). Room only grows while the caller holds the limiter's lock."""
+        """Wait until ``amount`` fits: the pacing bucket, then the window log, whose entries
+        count for ``window + margin`` seconds. Room only grows while the caller holds the
+        limiter's lock."""
         self.check(amount)
         if not self._primed:  # a fresh bucket is empty: filling it removes the opening burst
             self._primed = True
@@ -105,10 +107,10 @@ class _Budget:
             freed, until = 0.0, now
             for admitted_at, old in self._log:  # the oldest entries whose expiry makes room
                 freed += old
-                until = admitted_at + self.window
+                until = admitted_at + self.window + self.margin
                 if freed >= excess - 1e-9:
                     break
-            await asyncio.sleep(max(until - now, 0.0) + self.margin)
+            await asyncio.sleep(max(until - now, 0.0) + 1e-3)
 
     async def take(self, amount: float, loop: asyncio.AbstractEventLoop) -> None:
         """:meth:`wait`, then :meth:`record` now (one budget alone)."""
@@ -131,7 +133,7 @@ class DualLimiter:
         max_concurrency: requests in flight at once (local servers have a few slots), or None.
         sleep: the coroutine used to wait out a :meth:`cooldown` (injectable for tests).
         window_s: the window the limits count over (60 s: per minute; shorter in tests).
-        margin_s: waited past the window edge when the window is full.
+        margin_s: how long past the window edge an admission still counts.
 
     Example:
         >>> limiter = DualLimiter(rpm=600, tpm=60_000, max_concurrency=4)

@@ -8,6 +8,7 @@ Waits are short (``retry-after-ms``, sub-second timeouts), bounds loose.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import socket
@@ -23,19 +24,23 @@ from fake_openai import (
     prose,
     rate_limited,
     recoded,
+    request_tokens,
     shifted,
     slow,
     think,
     truncated,
 )
 
+from jaxssm.locations import llm as llm_module
 from jaxssm.locations.cache import LocationCache
+from jaxssm.locations.limiter import DualLimiter
 from jaxssm.locations.llm import (
     SYSTEM_PROMPT,
     LLMNormalizer,
     LLMUnavailableError,
     PermanentLLMError,
 )
+from jaxssm.locations.llm_answers import Item
 
 
 def llm_for(server, **kw) -> LLMNormalizer:
@@ -265,6 +270,32 @@ def test_the_server_sees_the_configured_rates(fake_llm):
     last = max(s.t for s in fake_llm.requests)
     assert tokens / (last - limiter.started_at) <= llm.tpm / 60 * 1.01
     assert tokens / (last - limiter.started_at) >= llm.tpm / 60 * 0.7
+
+
+@pytest.mark.parametrize("binding", ["requests", "tokens"])
+def test_equal_limits_on_both_sides_give_no_429(monkeypatch, binding):
+    """A server enforcing the client's own limits over a sliding window (counted at arrival)
+    answers every request: the limiter records an admission when the request goes out and waits
+    a margin past the window edge. Window 1 s instead of 60 s; margin 0.1 s."""
+    window = 1.0
+    monkeypatch.setattr(llm_module, "DualLimiter", functools.partial(DualLimiter, window_s=window))
+    texts = [f"place {k}" for k in range(16)]
+    per_request = request_tokens(
+        {"messages": LLMNormalizer("http://x/v1", "m")._messages([Item("x", texts[0])] * 2),
+         "max_tokens": LLMNormalizer._max_tokens([Item("x", texts[0])] * 2)}
+    )  # fmt: skip
+    rpm, tpm = (3, None) if binding == "requests" else (10, int(2.5 * per_request))
+    with FakeOpenAI(latency=0.02, rpm=rpm, tpm=tpm, window=window) as server:
+        llm = llm_for(server, rpm=rpm, tpm=tpm, batch_size=2, max_concurrency=4)
+        t0 = time.monotonic()
+        out = llm.normalize(texts)
+        elapsed = time.monotonic() - t0
+        statuses = [s.status for s in server.requests]
+    assert [r.status for r in out] == ["unknown"] * 16
+    assert statuses == [200] * 8  # 0 avoidable 429s
+    assert llm.progress.rate_limited == 0
+    per_window = 3 if binding == "requests" else 2
+    assert elapsed < (8 / per_window + 1) * (window + 0.1) + 1.0  # throttled, not stalled
 
 
 def test_the_server_never_sees_more_than_max_concurrency():

@@ -21,7 +21,6 @@ from jaxssm.locations.llm import (
     RESULT_SCHEMA,
     SYSTEM_PROMPT,
     LLMNormalizer,
-    LLMUnavailableError,
     PermanentLLMError,
     retry_after_s,
 )
@@ -335,7 +334,7 @@ def test_limiter_chunks_large_amounts_and_keeps_fifo_order():
 
 def test_limiter_window_log_caps_a_burst_after_idle():
     async def run():
-        budget = _Budget(6, window=0.3)  # 6 per 0.3 s; the bucket alone would allow 12
+        budget = _Budget(6, window=0.3, margin=0.0)  # 6 per 0.3 s; the bucket alone: 12
         loop = asyncio.get_running_loop()
         for _ in range(6):
             await budget.take(1, loop)
@@ -352,6 +351,31 @@ def test_limiter_window_log_caps_a_burst_after_idle():
     assert times[6] >= 0.29  # ...but never more than 6 in any 0.3 s window
     with pytest.raises(ValueError, match="exceeds"):
         asyncio.run(_Budget(10).take(11, asyncio.new_event_loop()))
+
+
+def test_limiter_counts_an_admission_a_margin_past_the_window_and_records_it_when_sent():
+    async def margin():
+        budget = _Budget(2, window=0.2, margin=0.1)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times = []
+        for _ in range(3):
+            await budget.take(1, loop)
+            times.append(loop.time() - start)
+        return times
+
+    times = asyncio.run(margin())
+    assert times[2] - times[0] >= 0.3  # window + margin after the first, not just the window
+
+    async def recorded_together():
+        limiter = DualLimiter(rpm=120, tpm=60_000, window_s=1.0)  # 2 requests per second
+        loop = asyncio.get_running_loop()
+        for _ in range(3):  # the third waits for the requests budget, long after tokens allow it
+            await limiter.acquire(100)
+        return limiter._tokens._log[-1][0], limiter._requests._log[-1][0], loop.time()
+
+    tokens_at, request_at, now = asyncio.run(recorded_together())
+    assert tokens_at == request_at and now - request_at < 0.05
 
 
 def test_limiter_cooldown_pauses_and_slot_caps_concurrency(no_sleep):
