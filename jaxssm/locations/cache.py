@@ -82,8 +82,10 @@ class LocationCache:
 
     def _problem(self, what: str, err: Exception) -> str:
         reason = getattr(err, "strerror", None) or str(err)
+        if what == "cannot write":
+            return f"cannot write the location cache {self.path}: {reason} (it keeps what it had)"
         return (
-            f"{what} the location cache {self.path}: {reason} (choose another --cache, or "
+            f"cannot open the location cache {self.path}: {reason} (choose another --cache, or "
             "delete the file if it is not a cache)"
         )
 
