@@ -1,4 +1,4 @@
-"""Normalize the location column of a CSV / TSV / Parquet table; append the answers."""
+"""The locations table: read it (checked), normalize its location column, write it (atomic)."""
 
 from __future__ import annotations
 
