@@ -16,7 +16,6 @@ its outputs are written but the fit is not converged or a part failed (``--allow
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -72,13 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="normalize free-text locations to ISO countries (offline gazetteer; LLM optional)",
         description="Adds country, country_name, region, city, status, source and candidates "
         "columns. Offline by default; with --llm-base-url the gazetteer's unresolved strings go "
-        "to an OpenAI-compatible endpoint (key from --api-key-env).",
+        "to an OpenAI-compatible endpoint (key from --api-key-env). The output is written "
+        "atomically (CSV: RFC 4180 quoting and CRLF row ends). Status 'failed': the row's batch "
+        "exhausted --max-attempts; 'pending': the run stopped first. Exit codes: 0 done; 2 bad input "
+        "or arguments, or an output or cache that cannot be written (disk full); 3 rows "
+        "failed or the LLM run stopped (quota, key, server down), the rows so far written; 130 "
+        "Ctrl-C, the rows so far written. Run the same command again to resume.",
         formatter_class=_ShowDefaults,
     )
     loc.add_argument("input", type=Path, help="CSV, TSV or Parquet file")
     loc.add_argument("--column", default="location", help="the free-text column (default location)")
-    loc.add_argument("--out", required=True, type=Path, help="output CSV or Parquet")
+    loc.add_argument("--out", required=True, type=Path, help="output CSV, TSV or Parquet")
     _add_llm_arguments(loc)
+    loc.add_argument(
+        "--allow-failed", action="store_true", help="exit 0 even if some rows have status failed"
+    )
     loc.add_argument("--quiet", action="store_true", help="no progress lines")
 
     stars = sub.add_parser("stargazers", help="get a repository's stargazers")
@@ -222,6 +229,13 @@ def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     llm.add_argument("--max-concurrency", type=int, default=4, help="requests in flight")
     llm.add_argument("--batch-size", type=int, default=50, help="locations per request")
     llm.add_argument(
+        "--max-attempts",
+        type=int,
+        default=6,
+        help="tries per request on 429, 5xx, timeouts and dropped connections (default 6); a "
+        "batch that exhausts them has its rows marked failed and the run goes on",
+    )
+    llm.add_argument(
         "--cache",
         type=Path,
         default=None,
@@ -229,38 +243,9 @@ def _add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def default_cache_path() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "jaxssm" / "locations.sqlite"
-
-
-def _normalizer(args, on_progress=None):
-    """The normalizer the LLM arguments ask for (ValueError on a bad combination)."""
-    from jaxssm.locations.cascade import make_normalizer
-
-    llm_options = {}
-    if args.llm_base_url:
-        cache = args.cache or default_cache_path()
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        llm_options = dict(
-            api_key_env=args.api_key_env,
-            rpm=args.rpm,
-            tpm=args.tpm,
-            max_concurrency=args.max_concurrency,
-            batch_size=args.batch_size,
-            cache=cache,
-        )
-    return make_normalizer(
-        args.backend,
-        base_url=args.llm_base_url,
-        model=args.model,
-        on_progress=on_progress,
-        **llm_options,
-    )
-
-
 def run_report(args) -> int:
     """``jaxssm report`` on parsed arguments; the exit code (:data:`EXIT_CODES`)."""
+    from jaxssm.locations.cli import normalizer_from_args
     from jaxssm.stargazers.analysis import AnalysisOptions
     from jaxssm.stargazers.report import analyze_and_report
 
@@ -282,7 +267,7 @@ def run_report(args) -> int:
         seed=args.seed,
     )
     try:
-        normalizer = _normalizer(args)
+        normalizer = normalizer_from_args(args)
         analysis, path = analyze_and_report(
             args.input,
             args.out,
@@ -317,55 +302,6 @@ def run_report(args) -> int:
     return EXIT_OK
 
 
-def run_locations(args) -> int:
-    from jaxssm.locations.table import (
-        LocationTableError,
-        ProgressPrinter,
-        location_texts,
-        read_table,
-        results_frame,
-        summarize,
-    )
-
-    try:
-        frame = read_table(args.input)
-        texts = location_texts(frame, args.column, str(args.input))
-    except LocationTableError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    printer = None if args.quiet else ProgressPrinter()
-    try:
-        normalizer = _normalizer(args, printer)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    code = 0
-    try:
-        results = normalizer.normalize(texts)
-    except Exception as err:
-        results = getattr(err, "results", None)
-        if results is None:
-            raise
-        print(
-            f"error: {err}\nThe rows resolved so far are written (unresolved ones have status "
-            "'failed') and cached; run the same command again to resume.",
-            file=sys.stderr,
-        )
-        code = 3
-    import pandas as pd
-
-    answers = results_frame(results, taken=list(map(str, frame.columns)))
-    out = pd.concat([frame.reset_index(drop=True), answers], axis=1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.suffix.lower() in (".parquet", ".pq"):
-        out.to_parquet(args.out, index=False)
-    else:
-        out.to_csv(args.out, index=False)
-    print(summarize(results))
-    print(f"wrote {args.out}")
-    return code
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; the exit code (:data:`EXIT_CODES`)."""
     parser = build_parser()
@@ -375,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     try:
         if args.command == "locations":
+            from jaxssm.locations.cli import run_locations
+
             return run_locations(args)
         if args.command == "report":
             return run_report(args)

@@ -18,18 +18,19 @@ from jaxssm.locations.base import (
     STATUSES,
     LocationNormalizer,
     LocationResult,
+    NormalizeInterrupted,
     Progress,
     country_codes,
     country_name,
     dedupe,
     fold,
 )
-from jaxssm.locations.cache import LocationCache
+from jaxssm.locations.cache import LocationCache, LocationCacheError
 from jaxssm.locations.cascade import CascadeNormalizer, make_normalizer
 from jaxssm.locations.gazetteer import GazetteerNormalizer, default_gazetteer
 from jaxssm.locations.limiter import DualLimiter, estimate_tokens
 from jaxssm.locations.llm import LLMError, LLMNormalizer, LLMUnavailableError, PermanentLLMError
-from jaxssm.locations.table import normalize_table, read_table
+from jaxssm.locations.table import normalize_table, read_table, write_table
 
 __all__ = [
     "STATUSES",
@@ -40,8 +41,10 @@ __all__ = [
     "LLMNormalizer",
     "LLMUnavailableError",
     "LocationCache",
+    "LocationCacheError",
     "LocationNormalizer",
     "LocationResult",
+    "NormalizeInterrupted",
     "PermanentLLMError",
     "Progress",
     "country_codes",
@@ -53,4 +56,5 @@ __all__ = [
     "make_normalizer",
     "normalize_table",
     "read_table",
+    "write_table",
 ]

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from typing import Literal, Protocol, runtime_checkable
 
-Status = Literal["ok", "multi", "non_geo", "unknown", "failed"]
-STATUSES: tuple[str, ...] = ("ok", "multi", "non_geo", "unknown", "failed")
+Status = Literal["ok", "multi", "non_geo", "unknown", "failed", "pending"]
+STATUSES: tuple[str, ...] = ("ok", "multi", "non_geo", "unknown", "failed", "pending")
+UNANSWERED: tuple[str, ...] = ("failed", "pending")  # never cached: a rerun asks again
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,9 @@ class LocationResult:
         city: city name where known.
         status: ``ok`` (one place), ``multi`` (several places; ``country`` is the first),
             ``non_geo`` ("Earth", "Remote", "localhost"), ``unknown`` (nothing recognised),
-            ``failed`` (the backend could not answer; retried on a rerun).
+            ``failed`` (the backend was asked and could not answer: attempts exhausted or the
+            answer invalid), ``pending`` (not answered because the run stopped: Ctrl-C, a
+            quota or auth error); both are retried on a rerun.
         source: ``"gazetteer"``, ``"llm:<model>"`` or ``"cache"``.
         candidates: ISO codes of the other countries in play when ambiguous, best first.
     """
@@ -52,6 +55,16 @@ class LocationResult:
         out = asdict(self)
         out["candidates"] = ";".join(self.candidates)
         return out
+
+
+class NormalizeInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a normalization: ``results`` holds one answer per input row, those not
+    reached with status ``pending`` (a ``KeyboardInterrupt``, so code that does not look for
+    the rows stops as before)."""
+
+    def __init__(self, results: Sequence[LocationResult]):
+        super().__init__("interrupted")
+        self.results = list(results)
 
 
 @runtime_checkable
@@ -178,7 +191,8 @@ class Progress:
     """Counters of a normalization run, passed to ``on_progress`` callbacks (unique keys, not rows).
 
     ``done`` counts keys with a final answer (any status); ``cached`` came from the cache,
-    ``by_gazetteer`` / ``by_llm`` from each backend, ``failed`` are keys the LLM could not answer.
+    ``by_gazetteer`` / ``by_llm`` from each backend, ``failed`` are keys the LLM could not answer
+    (``failed_batches`` the batches among them that exhausted their attempts).
     ``requests`` / ``retries`` / ``rate_limited`` count HTTP requests, retried ones and 429s;
     ``tokens_estimated`` the tokens reserved against the tokens-per-minute budget.
     """
@@ -189,6 +203,7 @@ class Progress:
     by_gazetteer: int = 0
     by_llm: int = 0
     failed: int = 0
+    failed_batches: int = 0
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0

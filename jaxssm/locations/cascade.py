@@ -3,31 +3,61 @@
 The cascade sends the LLM the distinct (folded) strings the gazetteer answered ``unknown`` or
 ``multi`` — on real stargazer strings a few percent — so a 19k-row table costs a handful of
 requests instead of hundreds.
+
+A string the LLM could not answer (``failed``: its batch exhausted its attempts; ``pending``: the
+run stopped first) keeps the gazetteer's answer with the LLM's status, so the output shows
+which rows a rerun will ask again. Ctrl-C in :meth:`CascadeNormalizer.normalize` raises
+:class:`~jaxssm.locations.base.NormalizeInterrupted` with every row.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from jaxssm.locations.base import LocationNormalizer, LocationResult, Progress, as_texts, dedupe
+from jaxssm.locations.base import (
+    UNANSWERED,
+    LocationNormalizer,
+    LocationResult,
+    NormalizeInterrupted,
+    Progress,
+    as_texts,
+    dedupe,
+)
 from jaxssm.locations.gazetteer import default_gazetteer
 from jaxssm.locations.llm import LLMNormalizer
 
 ASK_LLM_FOR = ("unknown", "multi")
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A cascade run after the gazetteer: distinct keys, their answers, those left to the LLM."""
+
+    texts: list[str | None]
+    keys: list[str]
+    inverse: list[int]
+    first_text: list[str | None]
+    answers: list[LocationResult]
+    todo: list[int]  # indices into keys
+
+
 def merge(gazetteer: LocationResult, llm: LocationResult) -> LocationResult:
     """One answer from the gazetteer's and the LLM's for the same string.
 
-    - The LLM failed or knows nothing: the gazetteer's answer stands.
+    - The LLM knows nothing: the gazetteer's answer stands.
+    - The LLM did not answer (``failed``, ``pending``): the gazetteer's answer, with the LLM's
+      status unless the gazetteer had settled it (``ok``, ``non_geo``).
     - The gazetteer knew nothing: the LLM's answer.
     - The gazetteer saw several places: the LLM's pick if it is one of them (status ``ok``,
       the others kept as candidates); a pick outside them is a disagreement: ``multi`` with
       both sides in the candidates, the gazetteer's first place first.
     """
-    if llm.status in ("failed", "unknown"):
+    if llm.status in UNANSWERED:
+        settled = gazetteer.status in ("ok", "non_geo")
+        return gazetteer if settled else replace(gazetteer, status=llm.status)
+    if llm.status == "unknown":
         return gazetteer
     if gazetteer.status == "unknown":
         return llm
@@ -70,13 +100,28 @@ class CascadeNormalizer:
         self.on_progress = on_progress
 
     def normalize(self, texts: Sequence[str | None]) -> list[LocationResult]:
+        """One answer per text; Ctrl-C raises :class:`NormalizeInterrupted` with every row (the
+        LLM's answers so far, ``pending`` for the strings it did not reach)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.anormalize(texts))
+            plan = self._plan(texts)
+            try:
+                return asyncio.run(self._ask_llm(plan))
+            except KeyboardInterrupt:
+                answers = getattr(self.llm, "answers", None) or {}
+                partial = [
+                    answers.get(plan.keys[k], LocationResult("", status="pending"))
+                    for k in plan.todo
+                ]
+                raise NormalizeInterrupted(self._rows(plan, partial)) from None
         raise RuntimeError("normalize() was called inside a running event loop: await anormalize()")
 
     async def anormalize(self, texts: Sequence[str | None]) -> list[LocationResult]:
+        return await self._ask_llm(self._plan(texts))
+
+    def _plan(self, texts: Sequence[str | None]) -> _Plan:
+        """The gazetteer's answers per distinct key, and the keys to ask the LLM about."""
         texts = as_texts(texts)
         keys, inverse = dedupe(texts)
         first_text: list[str | None] = [None] * len(keys)
@@ -90,25 +135,37 @@ class CascadeNormalizer:
         ]  # fmt: skip
         self._report(Progress(total=len(keys), done=len(keys) - len(todo),
                               by_gazetteer=len(keys) - len(todo)))  # fmt: skip
+        return _Plan(texts, keys, inverse, first_text, answers, todo)
+
+    def _rows(self, plan: _Plan, llm_answers: Sequence[LocationResult]) -> list[LocationResult]:
+        answers = list(plan.answers)
+        for k, answer in zip(plan.todo, llm_answers, strict=True):
+            answers[k] = merge(answers[k], answer)
+        return [
+            answers[k].with_text(text or "")
+            for text, k in zip(plan.texts, plan.inverse, strict=True)
+        ]
+
+    async def _ask_llm(self, plan: _Plan) -> list[LocationResult]:
+        if self.llm is None or not plan.todo:
+            return self._rows(plan, [])
+        keys = plan.keys
         error: Exception | None = None
-        if self.llm is not None and todo:
-            forward = self._forward_progress(len(keys), len(keys) - len(todo))
-            previous = getattr(self.llm, "on_progress", None)
+        forward = self._forward_progress(len(keys), len(keys) - len(plan.todo))
+        previous = getattr(self.llm, "on_progress", None)
+        if forward is not None and hasattr(self.llm, "on_progress"):
+            self.llm.on_progress = forward
+        try:
+            llm_answers = await self.llm.anormalize([plan.first_text[k] for k in plan.todo])
+        except Exception as err:  # a permanent LLM error: keep what was resolved
+            partial = getattr(err, "results", None)
+            if partial is None:
+                raise
+            llm_answers, error = partial, err
+        finally:
             if forward is not None and hasattr(self.llm, "on_progress"):
-                self.llm.on_progress = forward
-            try:
-                llm_answers = await self.llm.anormalize([first_text[k] for k in todo])
-            except Exception as err:  # a permanent LLM error: keep what was resolved
-                partial = getattr(err, "results", None)
-                if partial is None:
-                    raise
-                llm_answers, error = partial, err
-            finally:
-                if forward is not None and hasattr(self.llm, "on_progress"):
-                    self.llm.on_progress = previous
-            for k, answer in zip(todo, llm_answers, strict=True):
-                answers[k] = merge(answers[k], answer)
-        rows = [answers[k].with_text(text or "") for text, k in zip(texts, inverse, strict=True)]
+                self.llm.on_progress = previous
+        rows = self._rows(plan, llm_answers)
         if error is not None:
             error.results = rows
             raise error

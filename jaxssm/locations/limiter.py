@@ -14,6 +14,12 @@ Guarantees, for each budget with limit ``L`` per minute and ``t0`` the first adm
 3. **Short windows**: steady demand is admitted at the exact rate ``L/60`` per second; after an
    idle gap, at most one bucket (one second of the limit, at least one unit) goes out at once.
 
+An admission is *recorded* in both logs at one instant, when every wait is over and the request
+goes out (not when its first budget let it through), and the log counts each admission for
+``margin_s`` past the window edge: a server that counts a request at its arrival, a few
+milliseconds after it was recorded, never sees ``L + 1`` in its own window when its limit equals
+the client's (the price: a steady rate ``margin_s / 60`` below the limit).
+
 A 429 calls :meth:`DualLimiter.cooldown`, which pauses every admission until it ends. A limiter
 belongs to one event loop (like the ``AsyncLimiter`` it wraps).
 """
@@ -29,6 +35,7 @@ from contextlib import asynccontextmanager
 from aiolimiter import AsyncLimiter
 
 WINDOW_S = 60.0
+WINDOW_MARGIN_S = 0.1  # waited past the window edge: the time from admission to arrival
 
 
 def estimate_tokens(messages: Sequence[Mapping[str, str]]) -> int:
@@ -53,24 +60,36 @@ class _Budget:
     """``limit`` per ``window`` seconds: a pre-filled ``AsyncLimiter`` paces admissions at
     ``limit / window`` per second, and a log of the last ``window`` seconds caps them."""
 
-    def __init__(self, limit: float, window: float = WINDOW_S):
+    def __init__(self, limit: float, window: float = WINDOW_S, margin: float = WINDOW_MARGIN_S):
         if not limit > 0:
             raise ValueError(f"a per-minute limit must be positive, got {limit!r}")
         self.limit = float(limit)
         self.window = float(window)
+        self.margin = float(margin)
         self.rate = self.limit / self.window  # per second
         self.capacity = min(self.limit, max(1.0, self.rate))  # one second's worth, >= 1 unit
         self._bucket = AsyncLimiter(self.capacity, self.capacity / self.rate)
-        self._log: deque[list[float]] = deque()  # [admitted_at, amount]
+        self._log: deque[tuple[float, float]] = deque()  # (admitted_at, amount)
         self._in_window = 0.0
         self._primed = False
         self.admitted = 0.0
 
-    async def take(self, amount: float, loop: asyncio.AbstractEventLoop) -> None:
+    def check(self, amount: float) -> None:
         if amount > self.limit:
             raise ValueError(
                 f"one request of {amount:g} exceeds the whole per-minute limit {self.limit:g}"
             )
+
+    def _expire(self, now: float) -> None:
+        """Forget admissions older than the window plus the margin."""
+        while self._log and self._log[0][0] <= now - self.window - self.margin:
+            self._in_window -= self._log.popleft()[1]
+
+    async def wait(self, amount: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until ``amount`` fits: the pacing bucket, then the window log, whose entries
+        count for ``window + margin`` seconds. Room only grows while the caller holds the
+        limiter's lock."""
+        self.check(amount)
         if not self._primed:  # a fresh bucket is empty: filling it removes the opening burst
             self._primed = True
             await self._bucket.acquire(self.capacity)
@@ -81,26 +100,28 @@ class _Budget:
             left -= chunk
         while True:
             now = loop.time()
-            while self._log and self._log[0][0] <= now - self.window:
-                self._in_window -= self._log.popleft()[1]
+            self._expire(now)
             excess = self._in_window + amount - self.limit
             if excess <= 1e-9:
-                break
+                return
             freed, until = 0.0, now
             for admitted_at, old in self._log:  # the oldest entries whose expiry makes room
                 freed += old
-                until = admitted_at + self.window
+                until = admitted_at + self.window + self.margin
                 if freed >= excess - 1e-9:
                     break
             await asyncio.sleep(max(until - now, 0.0) + 1e-3)
-        self._log.append([loop.time(), float(amount)])
+
+    async def take(self, amount: float, loop: asyncio.AbstractEventLoop) -> None:
+        """:meth:`wait`, then :meth:`record` now (one budget alone)."""
+        await self.wait(amount, loop)
+        self.record(amount, loop.time())
+
+    def record(self, amount: float, now: float) -> None:
+        """Log an admission at ``now``, the moment the request goes out."""
+        self._log.append((now, float(amount)))
         self._in_window += amount
         self.admitted += amount
-
-    def restamp(self, now: float) -> None:
-        """Move the latest admission to ``now`` (it was held back by a cooldown)."""
-        if self._log:
-            self._log[-1][0] = now
 
 
 class DualLimiter:
@@ -111,6 +132,8 @@ class DualLimiter:
         tpm: tokens per minute (prompt estimate plus ``max_tokens``), or None for no limit.
         max_concurrency: requests in flight at once (local servers have a few slots), or None.
         sleep: the coroutine used to wait out a :meth:`cooldown` (injectable for tests).
+        window_s: the window the limits count over (60 s: per minute; shorter in tests).
+        margin_s: how long past the window edge an admission still counts.
 
     Example:
         >>> limiter = DualLimiter(rpm=600, tpm=60_000, max_concurrency=4)
@@ -126,14 +149,16 @@ class DualLimiter:
         *,
         max_concurrency: int | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        window_s: float = WINDOW_S,
+        margin_s: float = WINDOW_MARGIN_S,
     ):
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.rpm = rpm
         self.tpm = tpm
         self.max_concurrency = max_concurrency
-        self._requests = _Budget(rpm) if rpm is not None else None
-        self._tokens = _Budget(tpm) if tpm is not None else None
+        self._requests = _Budget(rpm, window_s, margin_s) if rpm is not None else None
+        self._tokens = _Budget(tpm, window_s, margin_s) if tpm is not None else None
         self._semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else None
         self._lock = asyncio.Lock()  # waiters are woken in arrival order
         self._sleep = sleep
@@ -169,20 +194,23 @@ class DualLimiter:
         return waited
 
     async def acquire(self, tokens: int = 0) -> None:
-        """Wait for a turn at the rate limits (not the concurrency cap: see :meth:`slot`)."""
+        """Wait for a turn at the rate limits (not the concurrency cap: see :meth:`slot`); the
+        admission is recorded in both budgets when every wait is over."""
         loop = asyncio.get_running_loop()
         async with self._lock:
             if self.started_at is None:
                 self.started_at = loop.time()
             await self._wait_cooldown(loop)
             if self._tokens is not None and tokens > 0:
-                await self._tokens.take(tokens, loop)
+                await self._tokens.wait(tokens, loop)
             if self._requests is not None:
-                await self._requests.take(1, loop)
-            if await self._wait_cooldown(loop):  # a 429 arrived while we waited
-                for budget in (self._tokens, self._requests):
-                    if budget is not None:
-                        budget.restamp(loop.time())
+                await self._requests.wait(1, loop)
+            await self._wait_cooldown(loop)  # a 429 may have arrived while we waited
+            now = loop.time()
+            if self._tokens is not None and tokens > 0:
+                self._tokens.record(tokens, now)
+            if self._requests is not None:
+                self._requests.record(1, now)
             self.admitted_requests += 1
             self.admitted_tokens += tokens
 

@@ -12,6 +12,13 @@ instructions. Every answer is validated (index in range and unique, the echoed t
 input up to :func:`~jaxssm.locations.base.fold`, an ISO 3166-1 code after mapping "UK" and country
 names); missing or invalid items are asked again once, then the batch is bisected, and a single
 item that still fails comes back with status ``failed`` (not cached, so a rerun retries it).
+
+A batch whose request exhausts ``max_attempts`` (429s, 5xx, timeouts, dropped connections in a
+row) has its rows marked ``failed`` and the run goes on; only a permanent error (quota, auth, a
+wrong URL or model), :data:`STOP_AFTER_FAILED_BATCHES` batches failing in a row (the server is
+down), a cache that cannot be written, or Ctrl-C stop it. The rows a stopped run did not reach
+have status ``pending``; Ctrl-C in :meth:`LLMNormalizer.normalize` raises
+:class:`~jaxssm.locations.base.NormalizeInterrupted` with every row.
 """
 
 from __future__ import annotations
@@ -23,9 +30,8 @@ import json
 import math
 import os
 import random
-import re
 import weakref
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -35,15 +41,14 @@ import httpx
 
 from jaxssm.locations.base import (
     LocationResult,
+    NormalizeInterrupted,
     Progress,
     as_texts,
-    country_codes,
-    country_name,
     dedupe,
-    fold,
 )
-from jaxssm.locations.cache import LocationCache
+from jaxssm.locations.cache import LocationCache, LocationCacheError
 from jaxssm.locations.limiter import DualLimiter, estimate_tokens
+from jaxssm.locations.llm_answers import Item, parse_content, validate
 
 PROMPT_VERSION = "1"
 MAX_TEXT_CHARS = 256  # longer locations are cut before they are sent
@@ -53,6 +58,7 @@ MAX_RETRY_AFTER_S = 120.0
 BACKOFF_BASE_S = 0.5
 MAX_BACKOFF_S = 60.0
 _MAX_WORKERS = 256
+STOP_AFTER_FAILED_BATCHES = 3  # batches exhausting their attempts in a row: the server is down
 
 SYSTEM_PROMPT = """\
 You normalize the free-text "location" field of GitHub profiles.
@@ -90,15 +96,12 @@ RESULT_SCHEMA = {
     "additionalProperties": False,
 }
 
-_CODE_ALIASES = {"UK": "GB", "EL": "GR"}  # common non-ISO two-letter codes
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object")
-_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)
-_FENCE = re.compile(r"```[a-zA-Z]*[ \t]*\n?(.*?)```", re.S)
 
 
 class LLMError(RuntimeError):
-    """The LLM run stopped. ``results`` holds one answer per input row (unanswered rows have
-    status ``failed``); everything answered is already in the cache, so a rerun resumes."""
+    """The LLM run stopped. ``results`` holds one answer per input row (rows not reached have
+    status ``pending``); everything answered is already in the cache, so a rerun resumes."""
 
     def __init__(self, message: str, *, status_code: int | None = None):
         super().__init__(message)
@@ -111,17 +114,12 @@ class PermanentLLMError(LLMError):
 
 
 class LLMUnavailableError(LLMError):
-    """Transient failures (timeouts, dropped connections, 429/5xx) outlasted ``max_attempts``."""
+    """Transient failures (timeouts, dropped connections, 429/5xx) outlasted ``max_attempts``:
+    for one batch, its rows are marked ``failed``; for several batches in a row, the run stops."""
 
 
 class _FormatRejected(Exception):
     """A 4xx/5xx whose message blames ``response_format``: step down the format ladder."""
-
-
-@dataclass(frozen=True)
-class _Item:
-    key: str  # folded text: the cache key
-    text: str  # what is sent (the first original spelling, cut to MAX_TEXT_CHARS)
 
 
 @dataclass(frozen=True)
@@ -137,6 +135,7 @@ class _Run:
     progress: Progress
     results: dict[str, LocationResult]
     started: float
+    failures_in_row: int = 0  # batches exhausting their attempts since the last answer
 
 
 class _BorrowedTransport(httpx.AsyncBaseTransport):
@@ -150,123 +149,6 @@ class _BorrowedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         pass
-
-
-# ----------------------------------------------------------------------------- answer parsing
-
-
-def parse_content(content: str) -> Any:
-    """The JSON value in a model's reply, or None: ``<think>`` blocks, code fences and prose
-    around the JSON are tolerated."""
-    text = _THINK.sub("", content or "").strip()
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
-    for candidate in candidates:
-        candidate = candidate.strip()
-        try:
-            return json.loads(candidate)
-        except ValueError:
-            pass
-        starts = [i for i, ch in enumerate(candidate) if ch in "{["][:20]
-        for start in starts:
-            try:
-                return decoder.raw_decode(candidate, start)[0]
-            except ValueError:
-                continue
-    return None
-
-
-def _rows(value: Any) -> list | None:
-    if isinstance(value, list):
-        return value
-    if isinstance(value, dict):
-        if isinstance(value.get("results"), list):
-            return value["results"]
-        lists = [v for v in value.values() if isinstance(v, list)]
-        if len(lists) == 1:
-            return lists[0]
-    return None
-
-
-def to_country_code(value: Any) -> tuple[str | None, bool]:
-    """``(code, valid)`` for a model's country field: None/"" → (None, True); ``"uk"`` → GB;
-    names and alpha-3 codes are looked up in pycountry ("Japan" → JP); anything else is invalid."""
-    if value is None:
-        return None, True
-    if not isinstance(value, str):
-        return None, False
-    stripped = value.strip()
-    if stripped.lower() in ("", "null", "none", "n/a"):
-        return None, True
-    code = _CODE_ALIASES.get(stripped.upper(), stripped.upper())
-    if code in country_codes():
-        return code, True
-    import pycountry
-
-    try:
-        found = pycountry.countries.lookup(stripped)
-    except LookupError:
-        return None, False
-    return (found.alpha_2, True) if found.alpha_2 in country_codes() else (None, False)
-
-
-def _loose(text: str) -> str:
-    return "".join(ch for ch in fold(text) if ch.isalnum())
-
-
-def _clean(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    value = " ".join(value.split())[:100]
-    return value if value and value.lower() not in ("null", "none", "n/a") else None
-
-
-def validate(
-    value: Any, items: Sequence[_Item], source: str
-) -> tuple[dict[str, LocationResult], list[str]]:
-    """Accepted answers by key, and a list of problems (empty when every item was answered)."""
-    rows = _rows(value)
-    if rows is None:
-        return {}, ["no results list in the reply"]
-    indices = [r.get("i") for r in rows if isinstance(r, dict)]
-    counts = Counter(i for i in indices if isinstance(i, int) and not isinstance(i, bool))
-    good: dict[str, LocationResult] = {}
-    problems: list[str] = []
-    for row in rows:
-        i = row.get("i") if isinstance(row, dict) else None
-        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(items):
-            problems.append(f"index {i!r} out of range")
-            continue
-        if counts[i] > 1:
-            problems.append(f"index {i} repeated")
-            continue
-        item = items[i]
-        echo = row.get("text")
-        if not isinstance(echo, str) or _loose(echo) != _loose(item.text):
-            problems.append(f"item {i}: echo {echo!r} is not {item.text!r}")
-            continue
-        code, valid = to_country_code(row.get("country"))
-        if not valid:
-            problems.append(f"item {i}: {row.get('country')!r} is not an ISO 3166-1 country")
-            continue
-        status = row.get("status")
-        if code is not None:
-            status = status if status in ("ok", "multi") else "ok"
-        else:
-            status = status if status in ("non_geo", "unknown") else "unknown"
-        good[item.key] = LocationResult(
-            text=item.text,
-            country=code,
-            country_name=country_name(code),
-            region=_clean(row.get("region")),
-            city=_clean(row.get("city")),
-            status=status,
-            source=source,
-        )
-    missing = len(items) - len(good)
-    if missing and not problems:
-        problems.append(f"{missing} of {len(items)} items missing")
-    return good, problems
 
 
 # ----------------------------------------------------------------------------- HTTP helpers
@@ -344,7 +226,8 @@ class LLMNormalizer:
         max_concurrency: requests in flight at once (None: up to 256).
         batch_size: locations per request (fewer when a batch would exceed ``tpm``).
         timeout: seconds for connect, read and write of each request.
-        max_attempts: tries per request on timeouts, dropped connections, 408/409/425/429/5xx.
+        max_attempts: tries per request on timeouts, dropped connections, 408/409/425/429/5xx;
+            a batch that exhausts them has its rows marked ``failed`` and the run goes on.
         cache: a :class:`LocationCache` or a path for one; answers are stored after every batch.
         refresh: ignore cached answers (new ones are still written).
         on_progress: called with a :class:`Progress` after the cache lookup and each answer.
@@ -407,8 +290,10 @@ class LLMNormalizer:
         self._limiter: DualLimiter | None = None
         self._limiter_loop: weakref.ref | None = None
         self.progress = Progress()
+        self.answers: dict[str, LocationResult] = {}
+        self.last_failure: str | None = None
         if tpm is not None:
-            worst = self._request_tokens([_Item("", "\u6771" * MAX_TEXT_CHARS)])
+            worst = self._request_tokens([Item("", "\u6771" * MAX_TEXT_CHARS)])
             if worst > tpm:
                 raise ValueError(f"tpm={tpm} is below one request for one location (~{worst})")
 
@@ -448,18 +333,39 @@ class LLMNormalizer:
 
     # -- entry points --------------------------------------------------------------------------
     def normalize(self, texts: Sequence[str | None]) -> list[LocationResult]:
-        """One :class:`LocationResult` per input, in order (runs :meth:`anormalize`)."""
+        """One :class:`LocationResult` per input, in order (runs :meth:`anormalize`).
+
+        Ctrl-C raises :class:`~jaxssm.locations.base.NormalizeInterrupted`, whose ``results``
+        hold the rows answered so far and ``pending`` for the rest."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.anormalize(texts))
+            try:
+                return asyncio.run(self.anormalize(texts))
+            except KeyboardInterrupt:
+                raise NormalizeInterrupted(self.rows(texts, self.answers)) from None
         raise RuntimeError(
             "LLMNormalizer.normalize() was called inside a running event loop; "
             "use `await normalizer.anormalize(texts)` there"
         )
 
+    def rows(
+        self, texts: Sequence[str | None], answers: dict[str, LocationResult]
+    ) -> list[LocationResult]:
+        """One result per text from ``answers`` by folded key; ``pending`` where none."""
+        texts = as_texts(texts)
+        keys, inverse = dedupe(texts)
+        pending = LocationResult("", status="pending", source=self.source)
+        empty = LocationResult("", status="unknown", source=self.source)
+        return [
+            answers.get(keys[j], empty if keys[j] == "" else pending).with_text(t or "")
+            for t, j in zip(texts, inverse, strict=True)
+        ]
+
     async def anormalize(self, texts: Sequence[str | None]) -> list[LocationResult]:
-        """Async :meth:`normalize`. Raises :class:`LLMError` (with ``.results``) when it stops."""
+        """Async :meth:`normalize`. Raises :class:`LLMError` or
+        :class:`~jaxssm.locations.cache.LocationCacheError` (with ``.results``) when it stops;
+        :attr:`answers` receives each answer by folded key as it arrives."""
         loop = asyncio.get_running_loop()
         texts = as_texts(texts)
         keys, inverse = dedupe(texts)
@@ -468,6 +374,7 @@ class LLMNormalizer:
             first.setdefault(keys[j], text or "")
         progress = Progress(total=len(keys))
         results: dict[str, LocationResult] = {}
+        self.answers, self.last_failure = results, None
         if "" in first:  # nothing to ask about
             results[""] = LocationResult(text="", status="unknown", source=self.source)
             progress.done += 1
@@ -489,21 +396,14 @@ class LLMNormalizer:
             self._report(run)
             try:
                 if pending:
-                    items = [_Item(k, first[k][:MAX_TEXT_CHARS]) for k in pending]
+                    items = [Item(k, first[k][:MAX_TEXT_CHARS]) for k in pending]
                     await self._run_batches(run, self._plan(items))
-            except LLMError as err:
-                for key in keys:
-                    if key not in results:
-                        results[key] = LocationResult(
-                            first[key], status="failed", source=self.source
-                        )
-                err.results = [
-                    results[keys[j]].with_text(t or "") for t, j in zip(texts, inverse, strict=True)
-                ]
+            except (LLMError, LocationCacheError) as err:
+                err.results = self.rows(texts, results)
                 raise
             finally:
                 self._report(run)
-        return [results[keys[j]].with_text(t or "") for t, j in zip(texts, inverse, strict=True)]
+        return self.rows(texts, results)
 
     # -- planning and workers ------------------------------------------------------------------
     def _limiter_for(self, loop: asyncio.AbstractEventLoop) -> DualLimiter:
@@ -520,7 +420,7 @@ class LLMNormalizer:
         """The limiter of the latest run (its counters: admitted, max in flight, cooldowns)."""
         return self._limiter
 
-    def _messages(self, items: Sequence[_Item]) -> list[dict[str, str]]:
+    def _messages(self, items: Sequence[Item]) -> list[dict[str, str]]:
         data = {"items": [{"i": k, "text": it.text} for k, it in enumerate(items)]}
         return [
             {"role": "system", "content": SYSTEM_PROMPT},
@@ -528,18 +428,18 @@ class LLMNormalizer:
         ]
 
     @staticmethod
-    def _max_tokens(items: Sequence[_Item]) -> int:
+    def _max_tokens(items: Sequence[Item]) -> int:
         """About 40 per item plus 200: the answer's fields plus the echoed text."""
         return 200 + sum(32 + math.ceil(len(it.text.encode()) / 3) for it in items)
 
-    def _request_tokens(self, items: Sequence[_Item]) -> int:
+    def _request_tokens(self, items: Sequence[Item]) -> int:
         return estimate_tokens(self._messages(items)) + self._max_tokens(items)
 
-    def _plan(self, items: Sequence[_Item]) -> list[list[_Item]]:
+    def _plan(self, items: Sequence[Item]) -> list[list[Item]]:
         """Batches of up to ``batch_size`` whose token estimate fits in ``tpm``."""
         overhead = self._request_tokens([]) + 8
-        batches: list[list[_Item]] = []
-        batch: list[_Item] = []
+        batches: list[list[Item]] = []
+        batch: list[Item] = []
         total = overhead
         for item in items:
             # an upper bound of what the item adds to the prompt and the answer
@@ -555,7 +455,7 @@ class LLMNormalizer:
             batches.append(batch)
         return batches
 
-    async def _run_batches(self, run: _Run, batches: list[list[_Item]]) -> None:
+    async def _run_batches(self, run: _Run, batches: list[list[Item]]) -> None:
         queue = deque(batches)
 
         async def worker() -> None:
@@ -574,12 +474,17 @@ class LLMNormalizer:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()
 
-    async def _resolve(self, run: _Run, items: list[_Item], reasked: bool = False) -> None:
+    async def _resolve(self, run: _Run, items: list[Item], reasked: bool = False) -> None:
         """Answer ``items``: ask, keep the valid answers, re-ask the rest once, then bisect."""
         if self.tpm is not None and self._request_tokens(items) > self.tpm:
             answer, good = None, {}
         else:
-            answer = await self._ask(run, items)
+            try:
+                answer = await self._ask(run, items)
+            except LLMUnavailableError as err:
+                self._give_up(run, items, err)
+                return
+            run.failures_in_row = 0
             good, _problems = validate(parse_content(answer.content), items, self.source)
             self._store(run, good)
         rest = [it for it in items if it.key not in good]
@@ -597,17 +502,34 @@ class LLMNormalizer:
             await self._resolve(run, rest[:half], reasked=True)
             await self._resolve(run, rest[half:], reasked=True)
 
+    def _give_up(self, run: _Run, items: Sequence[Item], err: LLMUnavailableError) -> None:
+        """Mark a batch that exhausted its attempts ``failed``; stop after several in a row."""
+        self.last_failure = str(err)
+        run.progress.failed_batches += 1
+        run.failures_in_row += 1
+        self._store(
+            run,
+            {it.key: LocationResult(it.text, status="failed", source=self.source) for it in items},
+        )
+        if run.failures_in_row >= STOP_AFTER_FAILED_BATCHES:
+            raise LLMUnavailableError(
+                f"{run.failures_in_row} batches in a row failed {self.max_attempts} attempts "
+                f"each; the last: {err}"
+            )
+
     def _store(self, run: _Run, answers: dict[str, LocationResult]) -> None:
+        """Keep answers (in the run, then in the cache: a cache that fails still leaves them in
+        the output) and report progress."""
         if not answers:
             return
-        if self.cache is not None:
-            self.cache.put_many(answers, self.fingerprint)
         run.results.update(answers)
         failed = sum(r.status == "failed" for r in answers.values())
         run.progress.failed += failed
         run.progress.by_llm += len(answers) - failed
         run.progress.done += len(answers)
         self._report(run)
+        if self.cache is not None:
+            self.cache.put_many(answers, self.fingerprint)
 
     def _report(self, run: _Run) -> None:
         run.progress.elapsed_s = asyncio.get_running_loop().time() - run.started
@@ -616,7 +538,7 @@ class LLMNormalizer:
             self.on_progress(replace(run.progress))
 
     # -- one request ---------------------------------------------------------------------------
-    async def _ask(self, run: _Run, items: Sequence[_Item]) -> _Answer:
+    async def _ask(self, run: _Run, items: Sequence[Item]) -> _Answer:
         """Send one batch, stepping down the response-format ladder when the server rejects it."""
         messages = self._messages(items)
         max_tokens = self._max_tokens(items)
@@ -718,7 +640,7 @@ class LLMNormalizer:
             self._redact(
                 f"{self.base_url} failed {self.max_attempts} attempts (last: {last}); check "
                 "that the server is up and reachable, or raise timeout / max_attempts. "
-                "Answers received so far are in the cache; rerun to resume."
+                "Answers received so far are in the cache; rerun to retry the rest."
             )
         )
 

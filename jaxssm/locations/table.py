@@ -1,7 +1,8 @@
-"""Normalize the location column of a CSV / TSV / Parquet table; append the answers."""
+"""The locations table: read it (checked), normalize its location column, write it (atomic)."""
 
 from __future__ import annotations
 
+import io
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from jaxssm.locations.base import LocationNormalizer, LocationResult, fold
+from jaxssm.locations.files import InputFileError, read_bytes, read_text, write_atomic
 
 RESULT_COLUMNS = ("country", "country_name", "region", "city", "status", "source", "candidates")
 
@@ -20,18 +22,68 @@ class LocationTableError(ValueError):
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
     """CSV / TSV / Parquet by extension. Empty cells are missing; "NA" stays a string (Namibia,
-    and a plausible location)."""
+    and a plausible location).
+
+    Raises:
+        LocationTableError: one line naming the file (and the line, row and column where there
+            is one): missing, a folder, unreadable, empty, not UTF-8, a NUL byte, a carriage
+            return outside quotes, a repeated column name, or not a table.
+    """
     path = Path(path)
-    if not path.exists():
-        raise LocationTableError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return _read_parquet(path)
+        sep = "\t" if suffix in (".tsv", ".tab") else ","
+        text = read_text(path, sep)
+    except InputFileError as err:
+        raise LocationTableError(str(err)) from None
+    try:
+        return pd.read_csv(
+            io.StringIO(text), sep=sep, keep_default_na=False, na_values=[""], dtype=str
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        reason = " ".join(str(err).split())
+        raise LocationTableError(f"{path}: cannot be read as a table: {reason}") from None
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    read_bytes(path)  # missing, a folder, unreadable: named errors
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow's errors have no common base worth naming here
+        reason = " ".join(str(err).split())
+        raise LocationTableError(f"{path}: cannot be read as Parquet: {reason}") from None
+    repeated = frame.columns[frame.columns.duplicated()]
+    if len(repeated):
+        raise LocationTableError(f"{path}: the column name {repeated[0]!r} appears twice")
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == object:
+            has_nul = values.map(lambda v: isinstance(v, str) and "\x00" in v)
+            if has_nul.any():
+                row = int(has_nul.to_numpy().argmax()) + 1
+                raise LocationTableError(f"{path}: a NUL in row {row}, column {column!r}")
+    return frame
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write ``frame`` atomically: Parquet, TSV or CSV by extension. CSV and TSV follow RFC 4180
+    (CRLF row ends; a field holding the separator, a quote, a CR or an LF is quoted), so a reader
+    gets back exactly the rows written, whatever the locations hold.
+
+    Raises:
+        OutputFileError: naming the path (disk full, read-only, a folder in the way).
+    """
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
+        write_atomic(path, lambda handle: frame.to_parquet(handle, index=False))
+        return
     sep = "\t" if suffix in (".tsv", ".tab") else ","
-    try:
-        return pd.read_csv(path, sep=sep, keep_default_na=False, na_values=[""], dtype=str)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise LocationTableError(f"{path}: cannot be read as a table: {err}") from err
+    # The CR in the row end makes the csv writer quote every field holding a CR or an LF.
+    data = frame.to_csv(index=False, sep=sep, lineterminator="\r\n").encode("utf-8")
+    write_atomic(path, lambda handle: handle.write(data))
 
 
 def location_texts(frame: pd.DataFrame, column: str, source: str = "table") -> list[str | None]:

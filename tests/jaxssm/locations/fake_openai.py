@@ -37,6 +37,7 @@ from typing import Any
 from loopback_http import JSONHandler, LoopbackServer, Reply, named
 
 from jaxssm.locations.base import fold
+from jaxssm.locations.limiter import estimate_tokens
 
 NON_GEO = {"country": None, "status": "non_geo"}
 
@@ -211,6 +212,10 @@ class FakeOpenAI(LoopbackServer):
         chatty: when no response_format is requested, wrap the JSON in prose and a code fence.
         api_key: when set, requests without ``Authorization: Bearer <api_key>`` get a 401 whose
             message repeats the presented key (as some servers do).
+        rpm, tpm: limits the server enforces over a sliding ``window`` (seconds) counted at each
+            request's arrival: a request that would exceed one gets a 429 with ``retry-after-ms``
+            (the wait until it would fit) and is not counted. Tokens are the client's own
+            estimate (:func:`request_tokens`), so equal limits on both sides are the tightest.
     """
 
     handler_attr = "fake"
@@ -223,6 +228,9 @@ class FakeOpenAI(LoopbackServer):
         formats: tuple[str, ...] = ("json_schema", "json_object"),
         chatty: bool = True,
         api_key: str | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        window: float = 60.0,
     ):
         if callable(answers):
             self._lookup = answers
@@ -233,6 +241,8 @@ class FakeOpenAI(LoopbackServer):
         self.formats = formats
         self.chatty = chatty
         self.api_key = api_key
+        self.rpm, self.tpm, self.window = rpm, tpm, window
+        self._window_log: collections.deque[tuple[float, int]] = collections.deque()
         self.default: Behaviour = answer()
         self._queue: collections.deque[Behaviour] = collections.deque()
         self._lock = threading.Lock()
@@ -317,7 +327,34 @@ class FakeOpenAI(LoopbackServer):
         }
         return Reply(200, body)
 
+    def _over_limit(self, seen: Seen) -> float | None:
+        """Seconds until ``seen`` would fit the rate limits (None: it fits, and is counted)."""
+        if self.rpm is None and self.tpm is None:
+            return None
+        cost = request_tokens(seen.body or {})
+        with self._lock:
+            log = self._window_log
+            while log and log[0][0] <= seen.t - self.window:
+                log.popleft()
+            requests, tokens = len(log), sum(n for _, n in log)
+            over_r = self.rpm is not None and requests + 1 > self.rpm
+            over_t = self.tpm is not None and tokens + cost > self.tpm
+            if not (over_r or over_t):
+                log.append((seen.t, cost))
+                return None
+            freed, until = 0, seen.t
+            for k, (t, n) in enumerate(log):  # the oldest entries whose expiry makes room
+                freed, until = freed + n, t + self.window
+                fits_r = not over_r or requests - (k + 1) + 1 <= self.rpm
+                fits_t = not over_t or tokens - freed + cost <= self.tpm
+                if fits_r and fits_t:
+                    break
+            return max(until - seen.t, 0.001)
+
     def _behaviour_for(self, seen: Seen) -> Behaviour:
+        wait = self._over_limit(seen)
+        if wait is not None:
+            return rate_limited(retry_after_ms=math.ceil(wait * 1000))
         auth = seen.headers.get("authorization", "")
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
             presented = auth.removeprefix("Bearer ")
@@ -361,6 +398,11 @@ class _Handler(JSONHandler):
             seen.t_reply = time.monotonic()
             with fake._lock:
                 fake.in_flight -= 1
+
+
+def request_tokens(body: dict) -> int:
+    """The client's own token estimate of a request (prompt estimate plus ``max_tokens``)."""
+    return estimate_tokens(body.get("messages") or []) + int(body.get("max_tokens") or 0)
 
 
 def _item_texts(body: Any) -> list[str]:

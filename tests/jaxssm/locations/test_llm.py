@@ -8,7 +8,9 @@ Waits are short (``retry-after-ms``, sub-second timeouts), bounds loose.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import socket
 import time
 
@@ -22,19 +24,23 @@ from fake_openai import (
     prose,
     rate_limited,
     recoded,
+    request_tokens,
     shifted,
     slow,
     think,
     truncated,
 )
 
+from jaxssm.locations import llm as llm_module
 from jaxssm.locations.cache import LocationCache
+from jaxssm.locations.limiter import DualLimiter
 from jaxssm.locations.llm import (
     SYSTEM_PROMPT,
     LLMNormalizer,
     LLMUnavailableError,
     PermanentLLMError,
 )
+from jaxssm.locations.llm_answers import Item
 
 
 def llm_for(server, **kw) -> LLMNormalizer:
@@ -125,19 +131,42 @@ def test_errors_drops_and_timeouts_are_retried(fake_llm, no_sleep):
     assert 0.28 <= seen[4].t - seen[3].t <= 0.9  # the client's read timeout, not the 1 s sleep
 
 
+def test_a_batch_that_exhausts_its_attempts_fails_alone_and_the_run_goes_on(fake_llm, no_sleep):
+    """503 / 429 / a dropped connection in a row for one batch: its rows are ``failed``, the
+    other batches are answered."""
+    texts = ["Berlin", "Paris", "London", "Lagos", "Earth", "Pakistan"]
+    fake_llm.script(fake_llm.default, error(503, "overloaded"),
+                    rate_limited(retry_after_ms=1), drop())  # fmt: skip
+    llm = llm_for(fake_llm, max_attempts=3, batch_size=2, max_concurrency=1)
+    out = llm.normalize(texts)
+    assert [r.status for r in out] == ["ok", "ok", "failed", "failed", "non_geo", "ok"]
+    assert [r.country for r in out] == ["DE", "FR", None, None, None, "PK"]
+    assert llm.progress.failed_batches == 1 and llm.progress.failed == 2
+    assert "3 attempts" in llm.last_failure
+    assert len(fake_llm.requests) == 1 + 3 + 1
+
+
 def test_endless_failures_and_a_dead_server_stop_with_a_clear_error(fake_llm, no_sleep):
     fake_llm.default = error(503, "overloaded", headers={"retry-after-ms": "5"})
-    with pytest.raises(LLMUnavailableError, match=r"3 attempts.*HTTP 503: overloaded") as info:
-        llm_for(fake_llm, max_attempts=3).normalize(["Berlin", "Paris"])
+    llm = llm_for(fake_llm, max_attempts=3)
+    assert [r.status for r in llm.normalize(["Berlin", "Paris"])] == ["failed", "failed"]
     assert len(fake_llm.requests) == 3
-    assert [r.status for r in info.value.results] == ["failed", "failed"]
+    assert re.search(r"3 attempts.*HTTP 503: overloaded", llm.last_failure)
+
+    fake_llm.reset()  # three batches in a row: the server is down, the run stops
+    with pytest.raises(LLMUnavailableError, match=r"3 batches in a row failed 2 attempts") as info:
+        llm_for(fake_llm, max_attempts=2, batch_size=1, max_concurrency=1).normalize(
+            ["Berlin", "Paris", "London", "Lagos", "Earth"]
+        )
+    assert len(fake_llm.requests) == 6
+    assert [r.status for r in info.value.results] == ["failed"] * 3 + ["pending"] * 2
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     dead = LLMNormalizer(f"http://127.0.0.1:{port}/v1", "m", max_attempts=2, sleep=no_sleep)
-    with pytest.raises(LLMUnavailableError, match=r"2 attempts.*ConnectError"):
-        dead.normalize(["Berlin"])
+    assert dead.normalize(["Berlin"])[0].status == "failed"
+    assert re.search(r"2 attempts.*ConnectError", dead.last_failure)
 
 
 def test_a_permanent_error_keeps_answers_and_a_rerun_repeats_nothing(fake_llm, tmp_path):
@@ -152,7 +181,7 @@ def test_a_permanent_error_keeps_answers_and_a_rerun_repeats_nothing(fake_llm, t
     assert err.status_code == 401 and len(fake_llm.requests) == 3
     assert "HTTP 401" in str(err) and "$JAXSSM_TEST_NO_SUCH_KEY" in str(err)
     assert key not in str(err) and key not in repr(llm) and "***" in str(err)
-    assert [r.status for r in err.results] == ["ok"] * 4 + ["failed"] * 4
+    assert [r.status for r in err.results] == ["ok"] * 4 + ["pending"] * 4
     assert [r.country for r in err.results[:4]] == ["DE", "FR", "GB", "JP"]
     llm.close()
     with LocationCache(db) as cache:
@@ -241,6 +270,32 @@ def test_the_server_sees_the_configured_rates(fake_llm):
     last = max(s.t for s in fake_llm.requests)
     assert tokens / (last - limiter.started_at) <= llm.tpm / 60 * 1.01
     assert tokens / (last - limiter.started_at) >= llm.tpm / 60 * 0.7
+
+
+@pytest.mark.parametrize("binding", ["requests", "tokens"])
+def test_equal_limits_on_both_sides_give_no_429(monkeypatch, binding):
+    """A server enforcing the client's own limits over a sliding window (counted at arrival)
+    answers every request: the limiter records an admission when the request goes out and waits
+    a margin past the window edge. Window 1 s instead of 60 s; margin 0.1 s."""
+    window = 1.0
+    monkeypatch.setattr(llm_module, "DualLimiter", functools.partial(DualLimiter, window_s=window))
+    texts = [f"place {k}" for k in range(16)]
+    per_request = request_tokens(
+        {"messages": LLMNormalizer("http://x/v1", "m")._messages([Item("x", texts[0])] * 2),
+         "max_tokens": LLMNormalizer._max_tokens([Item("x", texts[0])] * 2)}
+    )  # fmt: skip
+    rpm, tpm = (3, None) if binding == "requests" else (10, int(2.5 * per_request))
+    with FakeOpenAI(latency=0.02, rpm=rpm, tpm=tpm, window=window) as server:
+        llm = llm_for(server, rpm=rpm, tpm=tpm, batch_size=2, max_concurrency=4)
+        t0 = time.monotonic()
+        out = llm.normalize(texts)
+        elapsed = time.monotonic() - t0
+        statuses = [s.status for s in server.requests]
+    assert [r.status for r in out] == ["unknown"] * 16
+    assert statuses == [200] * 8  # 0 avoidable 429s
+    assert llm.progress.rate_limited == 0
+    per_window = 3 if binding == "requests" else 2
+    assert elapsed < (8 / per_window + 1) * (window + 0.1) + 1.0  # throttled, not stalled
 
 
 def test_the_server_never_sees_more_than_max_concurrency():
