@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         "columns. Offline by default; with --llm-base-url the gazetteer's unresolved strings go "
         "to an OpenAI-compatible endpoint (key from --api-key-env). The output is written "
         "atomically (CSV: RFC 4180 quoting and CRLF row ends). Status 'failed': the row's batch "
-        "exhausted --max-attempts; 'pending': the run stopped first. Exit codes: 0 done; 2 bad input "
-        "or arguments, or an output or cache that cannot be written (disk full); 3 rows "
+        "exhausted --max-attempts; 'pending': the run stopped first. Exit codes: 0 done; 2 bad "
+        "input or arguments, or an output or cache that cannot be written (disk full); 3 rows "
         "failed or the LLM run stopped (quota, key, server down), the rows so far written; 130 "
         "Ctrl-C, the rows so far written. Run the same command again to resume.",
         formatter_class=_ShowDefaults,
