@@ -25,10 +25,11 @@ demo: $(BIN)/python
 	$(BIN)/jaxssm report bundled:demo --out $(OUT)/stargazers_report
 	@echo "Demo outputs are in $(OUT)/"
 
-# Install the test extra (which includes `apps`) and run the whole suite.
+# Install the test extra (which includes `apps`) and run the whole suite, one test file per
+# worker on two workers (compilation dominates; the CI machine has 2 cores).
 test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	PYTHONHASHSEED=0 $(BIN)/python -m pytest
+	PYTHONHASHSEED=0 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(BIN)/python
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
