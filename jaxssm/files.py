@@ -49,7 +49,22 @@ def write_atomic(path: Path, payload: bytes | Callable[[io.BufferedWriter], None
             if tmp.exists():
                 tmp.unlink()
     except OSError as err:
-        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename durable (best effort: not every platform opens folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_folder(path: str | os.PathLike, files: Mapping[str, bytes]) -> dict[str, Path]:

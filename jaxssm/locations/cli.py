@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from jaxssm.errors import OutputError
 from jaxssm.locations.base import LocationResult, NormalizeInterrupted, Progress
 from jaxssm.locations.cache import LocationCacheError
 from jaxssm.locations.cascade import make_normalizer
-from jaxssm.locations.files import OutputFileError, check_writable
+from jaxssm.locations.files import check_writable
 from jaxssm.locations.llm import LLMError
 from jaxssm.locations.table import (
     LocationTableError,
@@ -110,7 +111,7 @@ def check_output(out: Path, *, inputs: Sequence[Path], cache: Path | None) -> No
             )
     try:
         check_writable(out)
-    except OutputFileError as err:
+    except OutputError as err:
         raise LocationsUsageError(f"--out: {err}") from None
 
 
@@ -162,7 +163,7 @@ def _run(args: argparse.Namespace) -> int:
     answers = results_frame(results, taken=list(map(str, frame.columns)))
     try:
         write_table(pd.concat([frame.reset_index(drop=True), answers], axis=1), args.out)
-    except OutputFileError as err:
+    except OutputError as err:
         _print(f"error: {err}; it is left as it was")
         return 2
     print(summarize(results))

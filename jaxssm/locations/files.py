@@ -5,10 +5,9 @@ line naming the file (and the line, row and column where there is one), for a mi
 folder, an unreadable or empty file, bytes that are not UTF-8, a NUL byte, a carriage return
 outside quotes (a reader would start a new row there) and a name repeated in the header.
 
-Writing: :func:`write_atomic` writes a temporary file beside the target, flushes and fsyncs it
-and renames it over the target, so a reader sees the old file or the whole new one, never a
-part; :func:`check_writable` tells before a long run whether the target can be written at all.
-Both raise :class:`OutputFileError` naming the path.
+Writing goes through :func:`jaxssm.files.write_atomic` (the old file or the whole new one, never a
+part); :func:`check_writable` tells before a long run whether the target can be written at all
+and raises :class:`OutputFileError` (an :class:`~jaxssm.errors.OutputError`) naming the path.
 """
 
 from __future__ import annotations
@@ -16,12 +15,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import os
 import re
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+
+from jaxssm.errors import OutputError
 
 _BARE_CR = re.compile(r"\r(?!\n)")
 
@@ -30,7 +28,7 @@ class InputFileError(ValueError):
     """An input file that cannot be read as a table (the message names it)."""
 
 
-class OutputFileError(OSError):
+class OutputFileError(OutputError):
     """An output file that cannot be written (the message names it)."""
 
 
@@ -169,41 +167,3 @@ def check_writable(path: Path) -> None:
             pass
     except OSError as err:
         raise OutputFileError(f"cannot write in {folder}: {_reason(err)}") from None
-
-
-def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through ``write(handle)`` to a temporary file beside ``path``, flush and fsync it,
-    and rename it over ``path``: the old file or the whole new one, never a part. The temporary
-    file is removed on any failure, Ctrl-C included.
-
-    Raises:
-        OutputFileError: naming ``path`` (disk full, read-only, a folder in the way...).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        try:
-            with open(tmp, "wb") as handle:
-                write(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-    except OSError as err:
-        raise OutputFileError(f"cannot write {path}: {_reason(err)}") from None
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename durable (best effort: not every platform opens folders)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from jaxssm.files import write_atomic
 from jaxssm.locations.base import LocationNormalizer, LocationResult, fold
-from jaxssm.locations.files import InputFileError, read_bytes, read_text, write_atomic
+from jaxssm.locations.files import InputFileError, read_bytes, read_text
 
 RESULT_COLUMNS = ("country", "country_name", "region", "city", "status", "source", "candidates")
 
@@ -73,7 +74,7 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     gets back exactly the rows written, whatever the locations hold.
 
     Raises:
-        OutputFileError: naming the path (disk full, read-only, a folder in the way).
+        OutputError: naming the path (disk full, read-only, a folder in the way).
     """
     path = Path(path)
     suffix = path.suffix.lower()

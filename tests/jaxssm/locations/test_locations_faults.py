@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from fake_openai import FakeOpenAI, drop, error, insufficient_quota, named, rate_limited
 
+from jaxssm import files as files_module  # the atomic writer every command uses
 from jaxssm.cli import main
-from jaxssm.locations import files as files_module
 from jaxssm.locations import llm as llm_module
 from jaxssm.locations.cache import LocationCache
 
