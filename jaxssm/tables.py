@@ -11,6 +11,7 @@ the first data row is row 1).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import os
@@ -79,6 +80,24 @@ def _check_characters(path: Path, text: str, sep: str) -> None:
     )
 
 
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> InputError:
+    """The error for bytes that are not UTF-8, naming the row and column of the first one."""
+    raw = path.read_bytes()
+    before = raw[: err.start].decode("utf-8", errors="replace")
+    row = before.count("\n") + 1
+    sep = delimiter(path, before.split("\n", 1)[0])
+    header = next(csv.reader(io.StringIO(before.split("\n", 1)[0].rstrip("\r")), delimiter=sep), [])
+    field = before.rsplit("\n", 1)[-1].count(sep)
+    column = header[field] if field < len(header) else str(field + 1)
+    return InputError(
+        f"{path}, row {row}, column {column!r}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
+        "save it as UTF-8",
+        file=path,
+        row=row,
+        column=column,
+    )
+
+
 def read_text(path: str | os.PathLike) -> str:
     """The text of a delimited file (UTF-8, a BOM dropped).
 
@@ -92,13 +111,13 @@ def read_text(path: str | os.PathLike) -> str:
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a table", file=path)
     try:
+        with open(path, "rb") as handle:
+            if handle.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+                raise InputError(f"{path}: is UTF-16 text; save it as UTF-8", file=path)
         with open(path, encoding="utf-8-sig", newline="") as handle:
             text = handle.read()
     except UnicodeDecodeError as err:
-        raise InputError(
-            f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8",
-            file=path,
-        ) from None
+        raise _not_utf8(path, err) from None
     except OSError as err:
         raise InputError(f"{path}: cannot be read: {err.strerror or err}", file=path) from None
     if not text.strip():
@@ -162,10 +181,12 @@ def read_records(path: str | os.PathLike) -> tuple[list[str], list[tuple[int, li
     return header, numbered[1:], 2
 
 
-def read_frame(path: str | os.PathLike) -> tuple[pd.DataFrame, list[int]]:
-    """A table as a DataFrame of strings (None where a cell is empty; ``"NA"`` stays a string;
-    Parquet cells keep their types) and the row number of each of its rows (see
-    :func:`read_records`).
+def read_frame(
+    path: str | os.PathLike, blank_is_missing: bool = True
+) -> tuple[pd.DataFrame, list[int]]:
+    """A table as a DataFrame of strings (None where a cell is empty, or only white space when
+    ``blank_is_missing``; ``"NA"`` stays a string; Parquet cells keep their types) and the row
+    number of each of its rows (see :func:`read_records`).
 
     Raises:
         InputError: see the module docstring, and a row whose number of fields differs from the
@@ -183,5 +204,6 @@ def read_frame(path: str | os.PathLike) -> tuple[pd.DataFrame, list[int]]:
                 file=path,
                 row=number,
             )
-    cells = [[c if c.strip() else None for c in r] for _, r in rows]
+    keep = (lambda c: c.strip()) if blank_is_missing else (lambda c: c)
+    cells = [[c if keep(c) else None for c in r] for _, r in rows]
     return pd.DataFrame(cells, columns=header, dtype=object), numbers

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -10,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from jaxssm.errors import InputError
 from jaxssm.files import write_atomic
 from jaxssm.locations.base import LocationNormalizer, LocationResult, fold
-from jaxssm.locations.files import InputFileError, read_bytes, read_text
+from jaxssm.tables import read_frame
 
 RESULT_COLUMNS = ("country", "country_name", "region", "city", "status", "source", "candidates")
 
@@ -22,49 +22,19 @@ class LocationTableError(ValueError):
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """CSV / TSV / Parquet by extension. Empty cells are missing; "NA" stays a string (Namibia,
+    """CSV / TSV / Parquet by extension, through jaxssm's one checked reader
+    (:func:`jaxssm.tables.read_frame`). Empty cells are missing; "NA" stays a string (Namibia,
     and a plausible location).
 
     Raises:
-        LocationTableError: one line naming the file (and the line, row and column where there
-            is one): missing, a folder, unreadable, empty, not UTF-8, a NUL byte, a carriage
-            return outside quotes, a repeated column name, or not a table.
+        LocationTableError: one line naming the file (and the row and column where there is
+            one): missing, a folder, unreadable, empty, not UTF-8, a NUL byte, a carriage return
+            outside quotes, a repeated column name, or not a table.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
-            return _read_parquet(path)
-        sep = "\t" if suffix in (".tsv", ".tab") else ","
-        text = read_text(path, sep)
-    except InputFileError as err:
+        frame, _ = read_frame(path, blank_is_missing=False)  # a lone "\r" is a location
+    except InputError as err:
         raise LocationTableError(str(err)) from None
-    try:
-        return pd.read_csv(
-            io.StringIO(text), sep=sep, keep_default_na=False, na_values=[""], dtype=str
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
-        reason = " ".join(str(err).split())
-        raise LocationTableError(f"{path}: cannot be read as a table: {reason}") from None
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    read_bytes(path)  # missing, a folder, unreadable: named errors
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as err:  # pyarrow's errors have no common base worth naming here
-        reason = " ".join(str(err).split())
-        raise LocationTableError(f"{path}: cannot be read as Parquet: {reason}") from None
-    repeated = frame.columns[frame.columns.duplicated()]
-    if len(repeated):
-        raise LocationTableError(f"{path}: the column name {repeated[0]!r} appears twice")
-    for column in frame.columns:
-        values = frame[column]
-        if values.dtype == object:
-            has_nul = values.map(lambda v: isinstance(v, str) and "\x00" in v)
-            if has_nul.any():
-                row = int(has_nul.to_numpy().argmax()) + 1
-                raise LocationTableError(f"{path}: a NUL in row {row}, column {column!r}")
     return frame
 
 

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from fake_openai import FakeOpenAI, drop, error, insufficient_quota, named, rate_limited
 
-from jaxssm import files as files_module  # the atomic writer every command uses
+from jaxssm import files as files_module
+from jaxssm import tables as tables_module  # the atomic writer every command uses
 from jaxssm.cli import main
 from jaxssm.locations import llm as llm_module
 from jaxssm.locations.cache import LocationCache
@@ -66,15 +67,17 @@ BAD_INPUTS = {
     "empty": (b"", "is empty"),
     "blank": (b"\n  \n\n", "is empty"),
     "not-utf8": (b"user,location\na,Berlin\nb,S\xe3o Paulo\n",
-                 "not UTF-8 text: byte 0xe3 at line 3 (row 2, column 'location')"),
+                 "row 3, column 'location': not UTF-8 text (byte 0xe3)"),
     "utf16": ("user,location\na,Berlin\n".encode("utf-16"), "UTF-16"),
     "repeated-header": (b"user,location,location\na,Berlin,Paris\n",
-                        "'location' appears twice in the header (columns 2 and 3)"),
+                        "row 1, column 'location': the column name appears twice "
+                        "(columns 2 and 3)"),
     "nul": (b"user,location\na,Berlin\nb,Ber\x00lin\n",
-            "a NUL byte at line 3 (row 2, column 'location')"),
+            "row 3, column 'location': a NUL byte"),
     "bare-cr": (b'user,location\r\na,"Par\ris"\r\nb,Ber\rlin\r\nc,Rome\r\n',
-                "carriage return (\\r) outside quotes at line 3 (row 2, column 'location')"),
-    "ragged": (b"user,location\na,Berlin\nb,Paris,France,EU\n", "cannot be read as a table"),
+                "row 3, column 'location': a carriage return (\\r) outside quotes"),
+    "ragged": (b"user,location\na,Berlin\nb,Paris,France,EU\n",
+               "row 3: 4 fields, but the header has 2"),
     "bad-parquet": (b"PAR1 not really", "cannot be read as Parquet"),
 }  # fmt: skip
 
@@ -104,7 +107,7 @@ def test_empty_file_in_a_real_process_exits_2_without_traceback(tmp_path):
     empty.write_bytes(b"")
     done = run_cli(empty, "--out", tmp_path / "o.csv")
     assert done.returncode == 2, done.stderr
-    assert f"{empty}: is empty" in one_error_line(done.stderr)
+    assert f"{empty}: the file is empty" in one_error_line(done.stderr)
 
 
 def test_unreadable_file_exits_2_naming_it(tmp_path, capsys, monkeypatch):
@@ -125,7 +128,9 @@ def test_unreadable_file_exits_2_naming_it(tmp_path, capsys, monkeypatch):
             line = one_error_line(done.stderr)
         else:
             denied = OSError(errno.EACCES, os.strerror(errno.EACCES))
-            monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(denied))
+            monkeypatch.setattr(
+                tables_module, "open", lambda *a, **k: (_ for _ in ()).throw(denied), raising=False
+            )
             assert main(["locations", str(path), "--out", str(folder / "o.csv")]) == 2
             line = one_error_line(capsys.readouterr().err)
         assert str(path) in line and "Permission denied" in line
