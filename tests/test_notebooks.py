@@ -2,6 +2,7 @@
 without the tests-only data of ``../shared/data`` (a bare clone has none)."""
 
 import os
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,7 +60,10 @@ def run_notebook(
     client = nbclient.NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": path}}
     )
+    start = time.perf_counter()
     client.execute(env=env)
+    part = f" (before {until!r}, {env[SHARED_DATA_ENV]})" if until else ""
+    print(f"{name}{part}: {time.perf_counter() - start:.0f} s")  # shown with -s
     cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     outputs = [out for cell in cells for out in cell.get("outputs", [])]
     text = "\n".join(
