@@ -16,6 +16,7 @@ jaxssm.cli`` (what the installed commands run), with this checkout first on ``PY
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -132,12 +133,14 @@ def write_inputs(folder: Path) -> None:
     heldout.iloc[:, 1:] = np.where(scored, sim.counts, np.nan)
     counts.to_csv(folder / "counts.csv", index=False)
     heldout.to_csv(folder / "heldout.csv", index=False)
-    # a repository's stargazers (the bundled simulated one), with its metadata
+    # a repository's stargazers: the bundled simulated one's, and its first year with metadata
     demo = bundled_path("demo")
     (folder / "stargazers.csv").write_bytes(demo.read_bytes())
-    (folder / "stars.csv").write_bytes(demo.read_bytes())
-    meta = demo.with_name(demo.name.replace(".csv", ".meta.json"))
-    (folder / "stars.meta.json").write_bytes(meta.read_bytes())
+    stars = pd.read_csv(demo, dtype=str, keep_default_na=False)
+    stars[stars["starred_at"] < "2024-01-01"].to_csv(folder / "stars.csv", index=False)
+    meta = json.loads(demo.with_name(demo.name.replace(".csv", ".meta.json")).read_text())
+    meta["num_windows"] = 12
+    (folder / "stars.meta.json").write_text(json.dumps(meta, indent=2))
 
 
 def run_block(block: Block, folder: Path, env: dict[str, str]) -> tuple[str, float]:
@@ -223,7 +226,7 @@ def executed(request, tmp_path_factory, compile_cache) -> dict[int, Future]:
     with ThreadPoolExecutor(max_workers=CONCURRENT_SECTIONS) as pool:
         started = {
             name: pool.submit(run_section, blocks, tmp_path_factory.mktemp("readme"), env)
-            for name, blocks in sorted(sections.items(), key=lambda kv: -len(kv[1]))
+            for name, blocks in reversed(sections.items())  # jaxssm's, the longest, first
         }
         yield {line: f for future in started.values() for line, f in _flatten(future).items()}
 
