@@ -123,10 +123,12 @@ def write_inputs(folder: Path) -> None:
         ]
     )
     accounts.to_parquet(folder / "accounts.parquet", index=False)
-    # a wide table of counts (windows x locations) and a held-out table with 5% of its cells
-    sim = simulate_panel(0, random_params(0, num_locations=12, num_factors=1), num_windows=24)
-    labels = pd.period_range("2024-01", periods=24, freq="M").astype(str)
-    counts = pd.DataFrame(sim.counts, columns=[f"loc_{k:02d}" for k in range(12)])
+    # a wide table of counts (windows x locations) and a held-out table with 5% of its cells;
+    # the shapes of tests/jaxssm/fitting's panel, whose compiled programs the session has cached
+    params = random_params(0, 8, 1, mean_count=6.0, loading_scale=0.5)
+    sim = simulate_panel(1, params, num_windows=20)
+    labels = pd.period_range("2021-01", periods=20, freq="M").astype(str)
+    counts = pd.DataFrame(sim.counts, columns=[f"loc_{k}" for k in range(8)])
     counts.insert(0, "window", labels)
     scored = np.random.default_rng(0).random(sim.counts.shape) < 0.05
     heldout = counts.copy()
