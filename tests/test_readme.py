@@ -134,8 +134,7 @@ def write_inputs(folder: Path) -> None:
     heldout.iloc[:, 1:] = np.where(scored, sim.counts, np.nan)
     counts.to_csv(folder / "counts.csv", index=False)
     heldout.to_csv(folder / "heldout.csv", index=False)
-    # a repository's stargazers: the bundled simulated one (the stargazers notebook's, so its
-    # analysis at the notebook's small settings loads the programs the notebook compiled)
+    # a repository's stargazers: the bundled simulated one (the stargazers notebook's data)
     demo = bundled_path("demo")
     for name in ("stargazers.csv", "stars.csv"):
         (folder / name).write_bytes(demo.read_bytes())
