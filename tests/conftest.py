@@ -15,9 +15,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from shared_data_location import SHARED_DATA_ENV, shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture
@@ -59,6 +59,8 @@ def compile_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.exists():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The tests-only data folder (``../shared/data``, not shipped); the test skips without it."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"needs the tests-only data at {path} (not shipped; see {SHARED_DATA_ENV})")
+    return path

@@ -4,16 +4,15 @@ cascade against the loopback OpenAI-compatible server, with the cache making a r
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from fake_openai import NON_GEO, FakeOpenAI
+from shared_data_location import shared_data_dir
 
 from jaxssm.cli import main
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-STARGAZERS = SHARED / "mobilitydb_stargazers_locations_unlabeled.csv"
+STARGAZERS = shared_data_dir() / "mobilitydb_stargazers_locations_unlabeled.csv"
 
 
 @pytest.fixture
@@ -27,7 +26,7 @@ def no_sockets(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
-@pytest.mark.skipif(not STARGAZERS.exists(), reason="needs ../shared/data (tests only)")
+@pytest.mark.skipif(not STARGAZERS.exists(), reason=f"needs {STARGAZERS} (not shipped)")
 def test_offline_cli_on_real_stargazer_strings(tmp_path, no_sockets, capsys):
     out = tmp_path / "out.csv"
     assert main(["locations", str(STARGAZERS), "--column", "location", "--out", str(out),

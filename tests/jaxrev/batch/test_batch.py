@@ -25,7 +25,7 @@ from jaxrev.inference import fit
 from jaxrev.models import MultilevelPriors
 from jaxrev.simulate import simulate_account
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 OPTIONS = BatchOptions(max_batch=4)
 
 
