@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests" / "jaxssm" / "locations"))
+sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests" / "jaxssm" / "locations")]
+sys.path.append(str(HERE.parent / "tests"))  # loopback_http (after the repository: tests/jaxssm)
 
 from fake_openai import FakeOpenAI  # noqa: E402
 
