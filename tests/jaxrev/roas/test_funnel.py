@@ -1,8 +1,6 @@
 """The funnel: conjugate stages against brute-force grids, empirical Bayes, pooling, discounting,
 vectorisation, and reading daily tables (ours and the real Kaggle Facebook-ads table)."""
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -296,12 +294,10 @@ def test_thousands_of_adsets_in_one_call_equal_one_campaign_at_a_time(rng):
     clicks = rng.binomial(imp, rng.beta(10, 990, group.size))
     conv = rng.binomial(clicks, rng.beta(3, 97, group.size))
     stats_ = funnel_statistics(np.arange(group.size), group.size, spend, imp, clicks, conv)
-    t0 = time.perf_counter()
     together, converged, _ = fit_stage_prior(
         "beta", stats_.clicks, stats_.conversions, group, campaigns
     )
-    seconds = time.perf_counter() - t0
-    assert converged.all() and seconds < 5.0
+    assert converged.all()
     for c in (0, 37, 99):
         m = group == c
         alone, _, _ = fit_stage_prior(

@@ -223,14 +223,6 @@ def test_custom_countries_and_hidden_rates():
         country_base_shares(["US", "US"])
 
 
-def test_fast(sim):
-    import time
-
-    start = time.perf_counter()
-    simulate_stargazers(SEED + 2)
-    assert time.perf_counter() - start < 2.0
-
-
 def test_bundled_demo_is_what_the_script_writes(gazetteer):
     """Users, times and the truth are exactly what ``make_demo`` writes now; the location
     strings (whose vocabulary depends on the gazetteer's tables) must read as the truth."""
