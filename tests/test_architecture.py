@@ -203,3 +203,16 @@ def test_no_module_over_600_lines_of_code():
     sizes = {name: code_lines(path) for name, path in MODULES.items()}
     assert code_lines(MODULES["jaxssm.em"]) > 100  # the counter counts
     assert {name: n for name, n in sizes.items() if n > MAX_CODE_LINES} == {}
+
+
+@pytest.mark.parametrize("package", ["jaxrev", "jaxrev.roas", "jaxssm"])
+def test_lazy_public_names_are_exactly_all_and_each_resolves(package):
+    """The lazily loaded names (``_EXPORTS``) and ``__all__`` are written twice (``__all__``
+    stays a literal for linters and type checkers): they must agree, and each name must be
+    defined by the module it points at."""
+    import importlib
+
+    module = importlib.import_module(package)
+    assert sorted(module._EXPORTS) == sorted(module.__all__)
+    for name, source in module._EXPORTS.items():
+        assert hasattr(importlib.import_module(source), name), f"{source} has no {name}"

@@ -26,8 +26,9 @@ The names are loaded on first use, so that ``jaxrev --help`` does not import JAX
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING
+
+from jaxrev.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from jaxrev.roas.allocation import Allocation, allocate, plot_allocation
@@ -93,18 +94,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jaxrev.roas' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 __all__ = [
     "KAGGLE_COLUMNS",
