@@ -146,7 +146,8 @@ def score_covariance(
     return n * spread / (n - 1.0) * (np.diag(cols) - np.outer(cols, cols) / n)
 
 
-def _generator(seed: int | np.random.Generator | None) -> np.random.Generator:
+def random_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """``seed`` itself if it is a Generator, else a new one seeded with it."""
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
@@ -314,9 +315,9 @@ class DriftTest(NamedTuple):
             return f"None of the {locations} shows a significant trend in its share on its own."
         parts = []
         if up:
-            parts.append("grew: " + _name_list(up))
+            parts.append("grew: " + name_list(up))
         if down:
-            parts.append("shrank: " + _name_list(down))
+            parts.append("shrank: " + name_list(down))
         return (
             "Shares that " + "; ".join(parts) + f" (per-location trend tests, false discovery"
             f" rate {100 * alpha:g}%)."
@@ -324,7 +325,7 @@ class DriftTest(NamedTuple):
 
     def left_out(self, locations: str = "locations") -> str:
         """What was dropped or merged before testing, as a sentence (empty if nothing)."""
-        return _dropped_sentence(self, locations)
+        return dropped_sentence(self, locations)
 
     def verdict(self, alpha: float = 0.05, locations: str = "locations") -> str:
         """A plain-English summary with the numbers behind it.
@@ -339,7 +340,7 @@ class DriftTest(NamedTuple):
             return (
                 f"Cannot test whether the shares drifted: {self.num_windows} nonempty window(s)"
                 f" × {self.num_locations} {locations} (at least 2 of each, at different times,"
-                " needed)." + _dropped_sentence(self, locations)
+                " needed)." + dropped_sentence(self, locations)
             )
         head = (
             f"The shares of some {locations} drifted smoothly over time"
@@ -348,7 +349,7 @@ class DriftTest(NamedTuple):
         )
         return (
             f"{head}: {self.evidence(locations)}. {self.movers_sentence(alpha, locations)}"
-            + _dropped_sentence(self, locations)
+            + dropped_sentence(self, locations)
         )
 
     def as_dict(self) -> dict:
@@ -382,13 +383,16 @@ def format_p(p: float) -> str:
     return f"{p:.2g}"
 
 
-def _name_list(names: Sequence, limit: int = 3) -> str:
+def name_list(names: Sequence, limit: int = 3) -> str:
+    """The first ``limit`` names, comma-separated, and "and N more"."""
     shown = ", ".join(str(n) for n in names[:limit])
     extra = len(names) - limit
     return shown + (f" and {extra} more" if extra > 0 else "")
 
 
-def _dropped_sentence(result: DriftTest, locations: str) -> str:
+def dropped_sentence(result: DriftTest, locations: str) -> str:
+    """What a test of shares left out or merged (any result with ``dropped_windows``,
+    ``dropped_locations``, ``merged_locations``, ``other_label`` and ``min_total``)."""
     notes = []
     if result.dropped_windows:
         notes.append(f"{len(result.dropped_windows)} window(s) with no counts")
@@ -403,7 +407,8 @@ def _dropped_sentence(result: DriftTest, locations: str) -> str:
     return sentence
 
 
-def _as_frame(counts: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+def count_frame(counts: pd.DataFrame | np.ndarray) -> pd.DataFrame:
+    """A (windows × locations) table of nonnegative integer counts, checked (ValueError)."""
     frame = counts.copy() if isinstance(counts, pd.DataFrame) else pd.DataFrame(np.asarray(counts))
     if frame.ndim != 2:
         raise ValueError("counts must be a 2-D (windows × locations) table")
@@ -415,7 +420,8 @@ def _as_frame(counts: pd.DataFrame | np.ndarray) -> pd.DataFrame:
     return frame.astype(np.int64)
 
 
-def _merge_rare(frame: pd.DataFrame, min_total: int, other: str) -> tuple[pd.DataFrame, tuple]:
+def merge_rare(frame: pd.DataFrame, min_total: int, other: str) -> tuple[pd.DataFrame, tuple]:
+    """Locations with 0 < total < ``min_total`` summed into ``other``; (table, merged names)."""
     totals = frame.sum(axis=0)
     rare = list(totals.index[(totals > 0) & (totals < min_total)])
     if not rare:
@@ -502,7 +508,7 @@ def drift_test(
     """
     if num_draws < 1:
         raise ValueError(f"num_draws must be at least 1, got {num_draws}")
-    frame = _as_frame(counts)
+    frame = count_frame(counts)
     positions = (
         np.arange(len(frame), dtype=float)
         if window_positions is None
@@ -518,7 +524,7 @@ def drift_test(
     dropped_locations = tuple(frame.columns[empty_cols])
     frame = frame.loc[~empty_rows, ~empty_cols]
     positions = positions[~empty_rows]
-    frame, merged_locations = _merge_rare(frame, min_total, other_label)
+    frame, merged_locations = merge_rare(frame, min_total, other_label)
 
     table = frame.to_numpy()
     N, m = table.shape
@@ -547,7 +553,7 @@ def drift_test(
     null_statistic, null_max_z = [], []
     z_exceed = np.zeros(m)
     z_threshold = abs_z - _TIE_RTOL * np.maximum(1.0, abs_z)
-    for draws in null_tables(table.sum(1), table.sum(0), num_draws, _generator(seed)):
+    for draws in null_tables(table.sum(1), table.sum(0), num_draws, random_generator(seed)):
         scores = trend_scores(draws, positions)
         null_statistic.append(scores.statistic)
         null_max_z.append(np.abs(scores.z).max(-1))

@@ -27,7 +27,7 @@ a signed trend score (Cochran-Armitage) says *which way* each location's share m
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -35,6 +35,16 @@ import pandas as pd
 from jaxtyping import Float, Int
 from scipy import stats
 from scipy.special import xlogy
+
+from jaxssm.drift import (
+    count_frame,
+    dropped_sentence,
+    format_p,
+    merge_rare,
+    name_list,
+    null_tables,
+    random_generator,
+)
 
 Table = Int[np.ndarray, "N m"]
 Tables = Int[np.ndarray, "*batch N m"]
@@ -46,7 +56,6 @@ _ALIASES = {
     "x2": "x2", "chi2": "x2", "pearson": "x2",
 }  # fmt: skip
 _TIE_RTOL = 1e-7  # T* within this relative distance of T counts as a tie (T* >= T)
-_CELLS_PER_CHUNK = 2_000_000  # tables drawn at once: bounds memory at ~16 bytes per cell
 SPARSE_EXPECTED = 5.0  # Cochran's rule: the chi-square approximation wants E >= 5
 
 
@@ -148,7 +157,7 @@ class HomogeneityTest(NamedTuple):
             return (
                 f"Cannot test whether the geography changed: {self.num_windows} nonempty "
                 f"window(s) × {self.num_locations} {locations} (at least 2 of each needed)."
-                + _dropped_sentence(self, locations)
+                + dropped_sentence(self, locations)
             )
         changed = self.p_value <= alpha
         head = (
@@ -160,13 +169,13 @@ class HomogeneityTest(NamedTuple):
         floor = "; none as extreme as the data" if none_as_extreme else ""
         sentence = (
             f"{head}: {self.statistic_name} = {self.statistic:,.1f} on {self.num_windows} windows"
-            f" × {self.num_locations} {locations}, Monte Carlo p = {_format_p(self.p_value)}"
+            f" × {self.num_locations} {locations}, Monte Carlo p = {format_p(self.p_value)}"
             f" ({self.num_draws:,} tables with the same margins{floor}); "
         )
         percent = f"{100 * self.sparse_fraction:.0f}% of expected counts below 5"
         if self.asymptotic_reliable:
             sentence += (
-                f"the chi-square approximation gives p = {_format_p(self.asymptotic_p_value)} "
+                f"the chi-square approximation gives p = {format_p(self.asymptotic_p_value)} "
                 f"(df = {self.df:,}; {percent})."
             )
         else:
@@ -179,43 +188,16 @@ class HomogeneityTest(NamedTuple):
         if up or down:
             parts = []
             if up:
-                parts.append("grew: " + _name_list(up, max_movers))
+                parts.append("grew: " + name_list(up, max_movers))
             if down:
-                parts.append("shrank: " + _name_list(down, max_movers))
+                parts.append("shrank: " + name_list(down, max_movers))
             sentence += (
                 " Shares that " + "; ".join(parts) + f" (trend tests, false discovery rate "
                 f"{100 * alpha:g}%)."
             )
         else:
             sentence += f" None of the {locations} shows a significant trend in its share."
-        return sentence + _dropped_sentence(self, locations)
-
-
-def _format_p(p: float) -> str:
-    if p >= 0.01:
-        return f"{p:.2f}" if p >= 0.1 else f"{p:.3f}"
-    return f"{p:.2g}"
-
-
-def _name_list(names: Sequence, limit: int) -> str:
-    shown = ", ".join(str(n) for n in names[:limit])
-    extra = len(names) - limit
-    return shown + (f" and {extra} more" if extra > 0 else "")
-
-
-def _dropped_sentence(result: HomogeneityTest, locations: str) -> str:
-    notes = []
-    if result.dropped_windows:
-        notes.append(f"{len(result.dropped_windows)} window(s) with no counts")
-    if result.dropped_locations:
-        notes.append(f"{len(result.dropped_locations)} of the {locations} with no counts")
-    sentence = (" Left out: " + " and ".join(notes) + ".") if notes else ""
-    if result.merged_locations:
-        sentence += (
-            f" Merged into '{result.other_label}': {len(result.merged_locations)} of the"
-            f" {locations} with fewer than {result.min_total} counts each."
-        )
-    return sentence
+        return sentence + dropped_sentence(self, locations)
 
 
 def expected_counts(tables: Tables) -> Float[np.ndarray, "*batch N m"]:
@@ -270,26 +252,6 @@ def cramers_v(pearson: Float[np.ndarray, "*batch"], total: float, shape: tuple[i
     return np.sqrt(np.asarray(pearson, dtype=float) / (total * k))
 
 
-def _generator(seed: int | np.random.Generator | None) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-
-
-def _draw_chunks(
-    row_totals: Int[np.ndarray, " N"],
-    col_totals: Int[np.ndarray, " m"],
-    num_draws: int,
-    rng: np.random.Generator,
-) -> Iterator[Int[np.ndarray, "b N m"]]:
-    """Tables with the given margins, in chunks small enough to keep memory bounded."""
-    sampler = stats.random_table(row_totals, col_totals)
-    chunk = max(1, _CELLS_PER_CHUNK // (len(row_totals) * len(col_totals)))
-    done = 0
-    while done < num_draws:
-        size = min(chunk, num_draws - done)
-        yield sampler.rvs(size=size, random_state=rng).reshape(size, *sampler.mean().shape)
-        done += size
-
-
 def sample_tables(
     row_totals: Sequence[int],
     col_totals: Sequence[int],
@@ -308,24 +270,7 @@ def sample_tables(
     cols = np.asarray(col_totals, dtype=np.int64)
     if num_draws == 0:
         return np.zeros((0, len(rows), len(cols)), dtype=np.int64)
-    return np.concatenate(list(_draw_chunks(rows, cols, num_draws, _generator(seed))))
-
-
-def _as_frame(counts: pd.DataFrame | np.ndarray) -> pd.DataFrame:
-    frame = counts.copy() if isinstance(counts, pd.DataFrame) else pd.DataFrame(np.asarray(counts))
-    if frame.ndim != 2:
-        raise ValueError("counts must be a 2-D (windows × locations) table")
-    values = frame.to_numpy(dtype=float)
-    if not np.all(np.isfinite(values)):
-        raise ValueError("counts must be finite (fill missing cells with 0 first)")
-    if np.any(values < 0) or np.any(values != np.round(values)):
-        raise ValueError("counts must be nonnegative integers")
-    return frame.astype(np.int64)
-
-
-def _rare_locations(frame: pd.DataFrame, min_total: int) -> list:
-    totals = frame.sum(axis=0)
-    return list(totals.index[(totals > 0) & (totals < min_total)])
+    return np.concatenate(list(null_tables(rows, cols, num_draws, random_generator(seed))))
 
 
 def merge_rare_locations(
@@ -343,14 +288,7 @@ def merge_rare_locations(
         >>> merge_rare_locations(t, min_total=2).columns.tolist()
         ['US', 'other']
     """
-    frame = _as_frame(counts)
-    rare = _rare_locations(frame, min_total)
-    if not rare:
-        return frame
-    merged = frame[rare].sum(axis=1)
-    frame = frame.drop(columns=rare)
-    frame[other] = frame[other] + merged if other in frame.columns else merged
-    return frame
+    return merge_rare(count_frame(counts), min_total, other)[0]
 
 
 def _trend_scores(
@@ -422,7 +360,7 @@ def homogeneity_test(
         raise ValueError(f"unknown statistic {statistic!r}; use one of {sorted(_ALIASES)}")
     if num_draws < 1:
         raise ValueError(f"num_draws must be at least 1, got {num_draws}")
-    frame = _as_frame(counts)
+    frame = count_frame(counts)
     positions = (
         np.arange(len(frame), dtype=float)
         if window_positions is None
@@ -436,9 +374,7 @@ def homogeneity_test(
     dropped_locations = tuple(frame.columns[empty_cols])
     frame = frame.loc[~empty_rows, ~empty_cols]
     positions = positions[~empty_rows]
-    merged_locations = tuple(_rare_locations(frame, min_total))
-    if merged_locations:
-        frame = merge_rare_locations(frame, min_total, other_label)
+    frame, merged_locations = merge_rare(frame, min_total, other_label)
 
     table = frame.to_numpy()
     N, m = table.shape
@@ -472,7 +408,7 @@ def homogeneity_test(
     v_null_sum = 0.0
     threshold = observed - _TIE_RTOL * max(1.0, abs(observed))
     part_threshold = observed_parts - _TIE_RTOL * np.maximum(1.0, np.abs(observed_parts))
-    for draws in _draw_chunks(table.sum(1), table.sum(0), num_draws, _generator(seed)):
+    for draws in null_tables(table.sum(1), table.sum(0), num_draws, random_generator(seed)):
         parts = location_contributions(draws, kind)
         exceed += int(np.count_nonzero(parts.sum(-1) >= threshold))
         part_exceed += np.count_nonzero(parts >= part_threshold, axis=0)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from jaxssm import drift
 from jaxssm.stargazers import homogeneity as hom
 from jaxssm.stargazers.homogeneity import (
     homogeneity_statistic,
@@ -108,7 +109,7 @@ def test_statistic_ignores_the_order_of_windows_and_locations(rng):
 
 
 def test_draws_keep_both_margins_exactly(rng, monkeypatch):
-    monkeypatch.setattr(hom, "_CELLS_PER_CHUNK", 200)  # several chunks
+    monkeypatch.setattr(drift, "_CELLS_PER_CHUNK", 200)  # several chunks
     table = stationary_table(rng, N=7, m=11)
     table = table[:, table.sum(0) > 0]
     rows, cols = table.sum(1), table.sum(0)
